@@ -319,7 +319,8 @@ def test_spans_parse_and_options() -> None:
     with pytest.raises(SpanError):
         parse_spans("0-2:PER;1-3:LOC", 5)
     assert len(parse_spans("0-2:PER;1-3:LOC", 5, allow_overlap=True)) == 2
-    rtl = req(task_type="spans", labels=("PER",), item_text="سافر أحمد إلى القاهرة", answer="1-2:PER")
+    arabic = "سافر أحمد إلى القاهرة"
+    rtl = req(task_type="spans", labels=("PER",), item_text=arabic, answer="1-2:PER")
     assert check(rtl)[0] is Decision.ACCEPT
 
 
