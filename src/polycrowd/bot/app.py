@@ -1,0 +1,183 @@
+"""Wiring: settings -> database -> checker -> engine -> dispatcher -> adapters + scheduler.
+
+This is the one place where the parts meet. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from polycrowd.engine.checking import Checker
+from polycrowd.engine.core import Engine, EngineHooks, Flag
+from polycrowd.engine.language import LanguageDetector
+from polycrowd.engine.scheduler import Scheduler
+from polycrowd.engine.store import Database
+from polycrowd.handlers.common import Dispatcher
+from polycrowd.handlers.moderator import flag_card
+from polycrowd.handlers.types import Reply
+from polycrowd.i18n import N_, Msg, Translator
+from polycrowd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Adapter(Protocol):
+    """A chat platform: started and stopped by the app, able to send proactively."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, chat_id: str, reply: Reply, lang: str = "en") -> None: ...
+
+    @property
+    def admin_chat_id(self) -> str: ...
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    engine: Engine
+    translator: Translator
+    dispatcher: Dispatcher
+    checker: Checker
+    scheduler: Scheduler
+    adapters: list[Adapter] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def add_adapter(self, adapter: Adapter) -> None:
+        self.adapters.append(adapter)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def on_flag(self, flag: Flag) -> None:
+        """Post a moderation card to every platform's admin chat (after commit)."""
+        card = flag_card(flag)
+        for adapter in self.adapters:
+            if adapter.admin_chat_id:
+                self.spawn(self._send_safe(adapter, adapter.admin_chat_id, card))
+
+    async def _send_safe(self, adapter: Adapter, chat_id: str, reply: Reply) -> None:
+        try:
+            await adapter.send(chat_id, reply, self.settings.default_language)
+        except Exception:
+            log.exception("could not send to %s chat %s", adapter.name, chat_id)
+
+    async def remind(self, user_ids: list[int]) -> None:
+        reply = Reply.of(Msg(N_("New tasks are waiting for you. Send /task to start.")))
+        by_name = {a.name: a for a in self.adapters}
+        for uid in user_ids:
+            user = await self.engine.get_user(uid)
+            for platform, chat in await self.engine.chats_of(uid):
+                adapter = by_name.get(platform)
+                if adapter is not None:
+                    await adapter.send(chat, reply, self.translator.normalize(user.locale))
+
+    async def flush(self) -> None:
+        """Wait for proactive sends started so far (tests, demo)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.flush()
+        self.scheduler.shutdown()
+        close = getattr(self.checker, "aclose", None)
+        if close is not None:
+            await close()
+        await self.db.close()
+
+
+def build_checker(settings: Settings, detector: LanguageDetector) -> Checker:
+    """Rules always; a transformer model on top when configured and installed."""
+    from polycrowd.models.checker import build_checker as build
+
+    def detect(text: str) -> tuple[str | None, float]:
+        d = detector.detect(text)
+        return d.lang, d.confidence
+
+    return build(
+        head=settings.checker_head or None,
+        model_path=settings.checker_model or None,
+        device=settings.checker_device,
+        detect=detect,
+        languages=settings.languages,
+        max_batch=settings.checker_batch,
+        max_wait_ms=settings.checker_wait_ms,
+    )
+
+
+async def build_app(
+    settings: Settings,
+    *,
+    checker: Checker | None = None,
+    detector: LanguageDetector | None = None,
+    translator: Translator | None = None,
+    engine_factory: Callable[..., Engine] = Engine,
+) -> App:
+    db = await Database.open(settings.db)
+    if detector is None:
+        detector = LanguageDetector(settings.language_backend, settings.languages)
+        await asyncio.to_thread(detector.warm_up)  # loading models would block the loop
+    if checker is None:
+        checker = build_checker(settings, detector)
+        start = getattr(checker, "start", None)
+        if start is not None:
+            await start()  # loads the model in its worker thread
+    hooks = EngineHooks()
+    engine = engine_factory(db, checker, detector.detect, hooks=hooks)
+    translator = translator or Translator(default=settings.default_language)
+    dispatcher = Dispatcher(engine, settings, translator)
+    app = App(settings, db, engine, translator, dispatcher, checker, Scheduler(engine, settings))
+    hooks.on_flag.append(app.on_flag)
+    app.scheduler.on_idle = app.remind
+    return app
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Start every configured platform and the scheduler; stop on SIGINT/SIGTERM."""
+    app = await build_app(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if settings.telegram_token:
+        from polycrowd.bot.telegram import TelegramAdapter
+
+        app.add_adapter(TelegramAdapter(app))
+    if settings.discord_token:
+        from polycrowd.bot.discord import DiscordAdapter
+
+        app.add_adapter(DiscordAdapter(app))
+    if not app.adapters:
+        log.warning(
+            "no chat platform configured: set POLYCROWD_TELEGRAM_TOKEN or"
+            " POLYCROWD_DISCORD_TOKEN; running the scheduler only"
+        )
+    started: list[Adapter] = []
+    try:
+        for adapter in app.adapters:
+            await adapter.start()
+            started.append(adapter)
+            log.info("%s started", adapter.name)
+        app.scheduler.start()
+        await stop.wait()
+    finally:
+        for adapter in reversed(started):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping %s failed", adapter.name)
+        await app.close()

@@ -1,0 +1,428 @@
+"""The ``polycrowd`` command line.
+
+Every command takes ``--db PATH`` (or POLYCROWD_DB). Errors are one line on stderr and exit
+code 2; the database is left as it was (every change is one transaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from polycrowd import __version__
+from polycrowd.settings import Settings, SettingsError
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+def _fmt(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="polycrowd",
+        description="Crowdsourcing through chat: projects, workers in Telegram and Discord,"
+        " a checker model, quality control and an audited ledger.",
+        epilog="examples:\n  polycrowd demo\n  polycrowd project create spec.yaml --db my.db\n"
+        "  polycrowd import 1 items.csv --db my.db\n  polycrowd run",
+        formatter_class=_fmt,
+    )
+    p.add_argument("--version", action="version", version=f"polycrowd {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=f"example:\n  {example}",
+            formatter_class=_fmt,
+        )
+        sp.add_argument("--db", help="database file (default: $POLYCROWD_DB or polycrowd.db)")
+        return sp
+
+    d = cmd("demo", "Run the whole loop offline and print a summary.", "polycrowd demo --json")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.add_argument("--workers", type=int, default=60, help="simulated workers (default 60)")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument(
+        "--model",
+        action="store_true",
+        help="also run the MiniLM checker model (needs the [ml] extra)",
+    )
+
+    cmd(
+        "run",
+        "Start the configured bots (Telegram, Discord) and the scheduler.",
+        "POLYCROWD_TELEGRAM_TOKEN=123:abc polycrowd run",
+    )
+
+    pr = cmd(
+        "project",
+        "Create, list, launch, pause or inspect projects.",
+        "polycrowd project create spec.yaml",
+    )
+    pr.add_argument("action", choices=["create", "list", "launch", "pause", "status"])
+    pr.add_argument("target", nargs="?", help="spec file (create) or project id")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+
+    im = cmd(
+        "import",
+        "Import items (CSV or JSONL) into a project; all rows or none.",
+        "polycrowd import 1 items.csv",
+    )
+    im.add_argument("project", type=int)
+    im.add_argument("file")
+    im.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
+    im.add_argument("--json", action="store_true", help="print JSON")
+
+    ex = cmd(
+        "export",
+        "Export a project's results with confidence and worker answers.",
+        "polycrowd export 1 --format jsonl --output results.jsonl",
+    )
+    ex.add_argument("project", type=int)
+    ex.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    ex.add_argument("--output", "-o", help="file to write (default: stdout)")
+    ex.add_argument("--method", default="auto", help="aggregation method before export")
+
+    ag = cmd(
+        "aggregate",
+        "Aggregate a TSV of answers (item, worker, label) into labels.",
+        "polycrowd aggregate --input labels.tsv --method ds --gold gold.tsv --output results.tsv",
+    )
+    ag.add_argument("--input", required=True, help="TSV with columns item, worker, label")
+    ag.add_argument("--method", default="auto", help="mv, wmv, ds, ocds or auto")
+    ag.add_argument("--gold", help="TSV with columns item, label: prints accuracy")
+    ag.add_argument("--output", required=True, help="TSV to write: item, label, confidence")
+    ag.add_argument("--json", action="store_true", help="print JSON")
+
+    au = cmd("audit", "Verify the ledger's hash chain and balances.", "polycrowd audit --json")
+    au.add_argument("--json", action="store_true", help="print JSON")
+
+    ch = cmd(
+        "checker",
+        "Train or evaluate a project's checker model.",
+        "polycrowd checker train 1 --output models/",
+    )
+    ch.add_argument("action", choices=["train", "eval"])
+    ch.add_argument("project", type=int)
+    ch.add_argument("--output", default="checker-models", help="folder for model versions")
+    ch.add_argument("--model", help="model folder to evaluate or start from")
+    ch.add_argument("--epochs", type=int, default=3)
+    ch.add_argument("--json", action="store_true", help="print JSON")
+
+    us = cmd(
+        "user",
+        "Give a user a role, block or unblock them.",
+        "polycrowd user grant telegram:12345 requester",
+    )
+    us.add_argument("action", choices=["grant", "block", "unblock", "show"])
+    us.add_argument("user", help="user id, pseudonym, or platform:id")
+    us.add_argument("value", nargs="?", help="role (grant) or reason (block)")
+    us.add_argument("--json", action="store_true", help="print JSON")
+
+    bk = cmd(
+        "backup", "Copy the database safely while the bot runs.", "polycrowd backup backup.db"
+    )
+    bk.add_argument("output")
+    return p
+
+
+@contextmanager
+def _progress(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal; nothing when stderr is piped."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as prog:
+        task = prog.add_task(label, total=total)
+        yield lambda n: prog.update(task, completed=n)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+async def _with_engine(
+    settings: Settings, fn: Callable[[Any], Awaitable[Any]], create: bool = False
+) -> Any:
+    from polycrowd.engine.core import Engine
+    from polycrowd.engine.language import LanguageDetector
+    from polycrowd.engine.store import Database
+    from polycrowd.models.rules import RulesChecker
+
+    db = await Database.open(settings.db, create=create)
+    try:
+        detector = LanguageDetector("script", settings.languages)
+        engine = Engine(db, RulesChecker(), detector.detect)
+        return await fn(engine)
+    finally:
+        await db.close()
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.demo import run_demo, summary
+
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    base = Settings.from_env({"POLYCROWD_CHECKER_HEAD": "similarity"} if args.model else {})
+    say = (lambda m: print(f"… {m}", file=sys.stderr)) if sys.stderr.isatty() else None
+    result = asyncio.run(
+        run_demo(
+            workers=args.workers, seed=args.seed, settings=base, db_path=args.db, progress=say
+        )
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(summary(result))
+    ok = (
+        result["ledger_ok"]
+        and result["duplicate_assignments"] == 0
+        and result["over_assigned_items"] == 0
+    )
+    return 0 if ok else 1
+
+
+def _project(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.engine.io import load_spec
+
+    async def go(engine: Any) -> Any:
+        if args.action == "create":
+            if not args.target:
+                raise CliError("give the spec file: polycrowd project create spec.yaml")
+            project = await engine.create_project(None, load_spec(args.target))
+            return {"project": project.id, "name": project.name, "state": project.state}
+        if args.action == "list":
+            return [
+                {"project": p.id, "name": p.name, "state": p.state, "type": p.task_type}
+                for p in await engine.projects()
+            ]
+        pid = _project_id(args.target)
+        if args.action == "status":
+            return (await engine.status(pid)).as_dict()
+        state = "live" if args.action == "launch" else "paused"
+        project = await engine.set_state(None, pid, state)
+        return {"project": project.id, "state": project.state}
+
+    out = asyncio.run(_with_engine(settings, go, create=args.action == "create"))
+    if args.json:
+        _print_json(out)
+    elif isinstance(out, list):
+        for row in out:
+            print(f"#{row['project']}\t{row['state']}\t{row['type']}\t{row['name']}")
+        if not out:
+            print("no projects")
+    else:
+        print("  ".join(f"{k}={v}" for k, v in out.items()))
+    return 0
+
+
+def _project_id(raw: str | None) -> int:
+    if raw is None or not raw.isdigit():
+        raise CliError("give a project id, e.g. polycrowd project status 1")
+    return int(raw)
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(engine: Any) -> Any:
+        with _progress("importing") as bar:
+            return await engine.import_items(
+                args.project, Path(args.file), args.format, progress=bar
+            )
+
+    report = asyncio.run(_with_engine(settings, go))
+    out = {"project": report.project_id, "imported": report.imported, "gold": report.gold}
+    if args.json:
+        _print_json(out)
+    else:
+        print(
+            f"imported {report.imported} items ({report.gold} gold) into project"
+            f" {report.project_id}"
+        )
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(engine: Any) -> Any:
+        await engine.get_project(args.project)
+        with _progress("aggregating"):
+            await engine.aggregate_project(args.project, args.method)
+        if args.output:
+            tmp = Path(args.output + ".part")
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                n = await engine.export(args.project, fh, args.format)
+            tmp.replace(args.output)
+            return n
+        return await engine.export(args.project, sys.stdout, args.format)
+
+    n = asyncio.run(_with_engine(settings, go))
+    if args.output:
+        print(f"wrote {n} results to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.engine.aggregation import aggregate_tsv
+
+    with _progress("aggregating"):
+        out = aggregate_tsv(args.input, args.method, args.output, args.gold)
+    if args.json:
+        _print_json(out)
+    else:
+        acc = out.get("accuracy")
+        line = f"{out['items']} items aggregated with {out['method']} -> {args.output}"
+        if acc is not None:
+            line += f"; accuracy {acc:.4f}"
+        print(line)
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(engine: Any) -> Any:
+        return await engine.audit()
+
+    report = asyncio.run(_with_engine(settings, go))
+    if args.json:
+        _print_json(report.as_dict())
+    elif report.ok:
+        print(f"ledger OK: {report.entries} entries, total {report.total}")
+    if not report.ok:
+        print(f"polycrowd: ledger broken: {report.problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _user(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.engine.types import Role
+
+    async def go(engine: Any) -> Any:
+        user = await engine.find_user(args.user)
+        if user is None:
+            platform, _, ext = args.user.partition(":")
+            if not ext or args.action != "grant":
+                raise CliError(f"no such user: {args.user}")
+            user, _ = await engine.user_for(platform, ext)
+        if args.action == "grant":
+            if args.value not in {r.value for r in Role}:
+                raise CliError("role must be worker, requester, moderator or admin")
+            await engine.bootstrap_role(user.id, Role(args.value))
+        elif args.action == "block":
+            await engine.set_status(None, user.id, "blocked", args.value or "blocked")
+        elif args.action == "unblock":
+            await engine.set_status(None, user.id, "active")
+        u = await engine.get_user(user.id)
+        return {
+            "user": u.id,
+            "pseudonym": u.pseudonym,
+            "role": u.role.value,
+            "status": u.status,
+            "balance": u.balance,
+        }
+
+    out = asyncio.run(_with_engine(settings, go))
+    if args.json:
+        _print_json(out)
+    else:
+        print("  ".join(f"{k}={v}" for k, v in out.items()))
+    return 0
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    import sqlite3
+
+    if not Path(settings.db).exists():
+        raise CliError(f"database not found: {settings.db}")
+    src = sqlite3.connect(settings.db)
+    try:
+        dst = sqlite3.connect(args.output)
+        with dst:
+            src.backup(dst)
+        dst.close()
+    finally:
+        src.close()
+    print(f"backed up {settings.db} to {args.output}")
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.bot.app import run
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run(settings))
+    return 0
+
+
+def _checker(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.checker_cli import checker_command
+
+    return checker_command(args, settings)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "demo": _demo,
+    "run": _run,
+    "project": _project,
+    "import": _import,
+    "export": _export,
+    "aggregate": _aggregate,
+    "audit": _audit,
+    "user": _user,
+    "backup": _backup,
+    "checker": _checker,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    from polycrowd.engine.aggregation import AggregationInputError
+    from polycrowd.engine.core import EngineError
+    from polycrowd.engine.io import InputError
+    from polycrowd.engine.store import StoreError
+
+    try:
+        settings = Settings.from_env().with_db(getattr(args, "db", None))
+        return COMMANDS[args.command](args, settings)
+    except (
+        CliError,
+        SettingsError,
+        InputError,
+        EngineError,
+        StoreError,
+        AggregationInputError,
+    ) as exc:
+        print(f"polycrowd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("polycrowd: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(
+            f"polycrowd: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
+        )
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""``polycrowd demo``: the whole loop offline, in one process.
+
+A requester publishes an entailment project built from real crowd data (300 RTE items
+with gold, shipped in ``polycrowd/data``), uploads the items as a CSV through the chat,
+and launches it. Simulated workers in three languages start the bot, pick their languages
+with buttons and answer tasks by pressing buttons, every answer going through the checker
+and the ledger. Their accuracies are drawn from the real RTE workers' accuracies, and a
+share of them are spammers (always the same button, or random). A moderator blocks the
+workers the fraud rules flag. Then the project is aggregated, exported and the ledger is
+audited. The items are English; the demo tags them en/es/ru round robin so that routing by
+language is exercised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from polycrowd.bot.app import App, build_app
+from polycrowd.bot.memory import MemoryChat, MemoryUser
+from polycrowd.engine.checking import Checker
+from polycrowd.engine.types import Role
+from polycrowd.settings import Settings
+
+LANGS = ("en", "es", "ru")
+LABELS = ("yes", "no")  # RTE: 1 = entailed -> yes
+INSTRUCTIONS = {
+    "en": "Does the text entail the hypothesis? Answer yes or no.",
+    "es": "¿El texto implica la hipótesis? Responde sí (yes) o no (no).",
+    "ru": "Следует ли гипотеза из текста? Ответьте yes или no.",
+}
+
+
+class SimClock:
+    """Simulated time: workers' think time advances it, so answer times look human."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class SimWorker:
+    user: MemoryUser
+    langs: tuple[str, ...]
+    accuracy: float
+    kind: str  # good | spam_same | spam_random
+
+
+def _load_sample() -> tuple[list[tuple[str, str]], list[float]]:
+    data = resources.files("polycrowd") / "data"
+    rows = list(csv.DictReader(io.StringIO((data / "rte_sample.tsv").read_text()), delimiter="\t"))
+    items = [(r["item"], "yes" if r["gold"] == "1" else "no") for r in rows]
+    accs = [float(x) for x in (data / "rte_worker_accuracy.txt").read_text().split()]
+    return items, accs
+
+
+def _items_csv(items: list[tuple[str, str]], gold_every: int) -> tuple[bytes, dict[str, str]]:
+    """Items as the requester's CSV; every ``gold_every``-th item carries its gold answer."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "text", "lang", "gold"])
+    truth: dict[str, str] = {}
+    for n, (item, label) in enumerate(items):
+        lang = LANGS[n % len(LANGS)]
+        is_gold = n % gold_every == 0
+        text = f"RTE pair {item}: text and hypothesis #{item} ({lang})."
+        w.writerow([f"rte-{item}", text, lang, label if is_gold else ""])
+        truth[f"rte-{item}"] = label
+    return buf.getvalue().encode(), truth
+
+
+def _spec(reward: int) -> bytes:
+    return (
+        "name: RTE entailment (demo)\n"
+        "type: choice\n"
+        "labels: [yes, no]\n"
+        "languages: [en, es, ru]\n"
+        "instructions:\n"
+        + "".join(f'  {k}: "{v}"\n' for k, v in INSTRUCTIONS.items())
+        + "overlap: {min: 3, max: 7}\n"
+        "confidence_target: 0.93\n"
+        f"reward: {reward}\n"
+        "gold_ratio: 0.1\n"
+        "qualification: 2\n"
+        "min_skill: 0.6\n"
+        "assignment_ttl: 600\n"
+    ).encode()
+
+
+def _workers(n: int, accs: list[float], rng: random.Random) -> list[SimWorker]:
+    out: list[SimWorker] = []
+    for i in range(n):
+        primary = LANGS[i % len(LANGS)]
+        langs = (primary,) if rng.random() < 0.7 else (primary, rng.choice(LANGS))
+        kind = "good"
+        if i % 10 == 9:
+            kind = "spam_same"
+        elif i % 10 == 4 and i > 20:
+            kind = "spam_random"
+        acc = rng.choice(accs) if kind == "good" else 0.5
+        user = MemoryUser(id=str(1000 + i), name=f"worker{i}", locale=primary)
+        out.append(SimWorker(user, tuple(dict.fromkeys(langs)), acc, kind))
+    return out
+
+
+async def _onboard(chat: MemoryChat, w: SimWorker) -> None:
+    await chat.command(w.user, "/start")
+    # /start pre-selects the platform locale; add the others with the language buttons
+    for lang in w.langs[1:]:
+        await chat.press(w.user, f"l:{lang}")
+    await chat.press(w.user, "lok")
+
+
+def _choose(w: SimWorker, truth: str, rng: random.Random) -> str:
+    if w.kind == "spam_same":
+        return "yes"
+    if w.kind == "spam_random":
+        return rng.choice(LABELS)
+    return truth if rng.random() < w.accuracy else next(x for x in LABELS if x != truth)
+
+
+async def _work(
+    chat: MemoryChat,
+    w: SimWorker,
+    truth: dict[str, str],
+    rng: random.Random,
+    max_tasks: int,
+    clock: SimClock,
+) -> int:
+    done = 0
+    msgs = await chat.command(w.user, "/task")
+    while done < max_tasks and msgs:
+        task_msg = next((m for m in msgs if m.reply.kind == "task" and m.buttons), None)
+        if task_msg is None:
+            break
+        ext = _external_id(task_msg.text)
+        label = _choose(w, truth[ext], rng)
+        clock.advance(rng.uniform(0.1, 0.4) if w.kind == "spam_random" else rng.uniform(0.6, 2.0))
+        aid = task_msg.button_data[0].split(":")[1]
+        msgs = await chat.press(w.user, f"a:{aid}:{LABELS.index(label)}", task_msg.id)
+        done += 1
+        await asyncio.sleep(0)
+    return done
+
+
+def _external_id(text: str) -> str:
+    marker = "RTE pair "
+    start = text.index(marker) + len(marker)
+    return "rte-" + text[start:].split(":", 1)[0]
+
+
+async def run_demo(
+    workers: int = 60,
+    seed: int = 7,
+    db_path: str | None = None,
+    checker: Checker | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    rng = random.Random(seed)
+    say = progress or (lambda _msg: None)
+    with tempfile.TemporaryDirectory(prefix="polycrowd-demo-") as tmp:
+        base = settings or Settings()
+        settings = base.with_db(db_path or str(Path(tmp) / "demo.db"))
+        app = await build_app(settings, checker=checker)
+        app.engine.rng = random.Random(seed)
+        clock = SimClock()
+        app.engine.clock = clock.now
+        try:
+            result = await _run(app, workers, rng, say, tmp, clock)
+        finally:
+            await app.close()
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+async def _run(
+    app: App,
+    n_workers: int,
+    rng: random.Random,
+    say: Callable[[str], None],
+    tmp: str,
+    clock: SimClock,
+) -> dict[str, Any]:
+    chat = MemoryChat(app.dispatcher, app.translator)
+    app.add_adapter(chat)  # type: ignore[arg-type]
+    items, accs = _load_sample()
+    requester = MemoryUser("1", "requester", "en")
+    moderator = MemoryUser("2", "moderator", "en", admin_chat=True)
+    for u, role in ((requester, Role.REQUESTER), (moderator, Role.MODERATOR)):
+        user, _ = await app.engine.user_for("memory", u.id, u.name, u.locale)
+        await app.engine.bootstrap_role(user.id, role)
+
+    say("requester publishes the project and uploads items")
+    await chat.upload(requester, "rte.yaml", _spec(reward=5))
+    items_csv, truth = _items_csv(items, gold_every=10)
+    await chat.upload(requester, "items.csv", items_csv)
+    await chat.command(requester, "/launch")
+
+    sims = _workers(n_workers, accs, rng)
+    say(f"{len(sims)} workers start and pick their languages")
+    for w in sims:
+        await _onboard(chat, w)
+
+    say("workers answer tasks")
+    rounds = 0
+    while True:
+        rounds += 1
+        counts = await asyncio.gather(*(_work(chat, w, truth, rng, 5, clock) for w in sims))
+        await app.flush()
+        await _moderate(chat, moderator)
+        if sum(counts) == 0 or rounds > 200:
+            break
+    say("aggregate, export and audit")
+    project_id = (await app.engine.projects())[0].id
+    agg = await app.engine.aggregate_project(project_id)
+    out = Path(tmp) / "results.csv"
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        exported = await app.engine.export(project_id, fh, "csv")
+    report = await app.engine.audit()
+    stats = await _invariants(app, project_id, truth)
+    status = await app.engine.status(project_id)
+    return {
+        **stats,
+        "workers": len(sims),
+        "spammers": sum(1 for w in sims if w.kind != "good"),
+        "blocked": stats.pop("blocked"),
+        "items": status.items - status.gold_items,
+        "items_done": status.done_items,
+        "exported_rows": exported,
+        "method": agg.get("method"),
+        "krippendorff_alpha": None if agg.get("alpha") is None else round(agg["alpha"], 4),
+        "credits_total": report.total,
+        "ledger_entries": report.entries,
+        "ledger_ok": report.ok,
+        "flags": stats.pop("flags"),
+    }
+
+
+async def _moderate(chat: MemoryChat, moderator: MemoryUser) -> None:
+    """The moderator blocks workers flagged for always pressing the same button."""
+    cards = chat.history(chat.admin_chat_id)
+    for card in cards:
+        if card.edited or "always the same label" not in card.text:
+            continue
+        try:
+            data = card.button(data_prefix="mod:ub:")
+        except LookupError:
+            continue
+        await chat.press(moderator, data, card.id)
+
+
+async def _invariants(app: App, project_id: int, truth: dict[str, str]) -> dict[str, Any]:
+    async with app.db.read() as tx:
+        assignments = await tx.value("SELECT COUNT(*) FROM assignments")
+        answers = await tx.value(
+            "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review')"
+        )
+        routed = await tx.value(
+            "SELECT AVG(EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
+            " AND l.lang = i.lang AND l.trusted = 1))"
+            " FROM assignments a JOIN items i ON i.id = a.item_id"
+        )
+        duplicates = await tx.value(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
+            " HAVING COUNT(*) > 1)"
+        )
+        over = await tx.value(
+            "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
+            " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target"
+            " OR i.answered != (SELECT COUNT(*) FROM assignments a"
+            "  WHERE a.item_id = i.id AND a.state = 'answered'))"
+        )
+        results = await tx.all(
+            "SELECT i.external_id, r.label FROM results r JOIN items i ON i.id = r.item_id"
+            " WHERE i.project_id = ? AND i.is_gold = 0",
+            (project_id,),
+        )
+        blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
+        flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
+    correct = sum(1 for r in results if truth.get(r["external_id"]) == r["label"])
+    return {
+        "assignments": int(assignments),
+        "answers": int(answers),
+        "routed_in_worker_language": round(float(routed or 0.0), 4),
+        "duplicate_assignments": int(duplicates),
+        "over_assigned_items": int(over),
+        "accuracy": round(correct / len(results), 4) if results else None,
+        "blocked": int(blocked),
+        "flags": {r["kind"]: r["n"] for r in flags},
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    r = result
+    return "\n".join(
+        [
+            f"polycrowd demo: {r['workers']} workers ({r['spammers']} spammers) in "
+            f"{len(LANGS)} languages labelled {r['items']} RTE items.",
+            f"  assignments {r['assignments']}, accepted answers {r['answers']}, "
+            f"items done {r['items_done']}",
+            f"  routed in the worker's language: {100 * r['routed_in_worker_language']:.1f}%, "
+            f"duplicate assignments: {r['duplicate_assignments']}, "
+            f"over-assigned items: {r['over_assigned_items']}",
+            f"  accuracy against gold ({r['method']}): {100 * (r['accuracy'] or 0):.1f}%, "
+            f"Krippendorff's alpha {r['krippendorff_alpha']}",
+            f"  blocked by the moderator: {r['blocked']}, flags: {r['flags']}",
+            f"  credits {r['credits_total'] / 100:.2f} in {r['ledger_entries']} ledger entries, "
+            f"audit {'OK' if r['ledger_ok'] else 'FAILED'}",
+            f"  {r['seconds']:.1f} s",
+        ]
+    )
+
+
+def main_sync(**kw: Any) -> dict[str, Any]:
+    return asyncio.run(run_demo(**kw))

@@ -1,0 +1,419 @@
+"""Project specs (YAML/JSON), item files (CSV/JSONL, streamed), result export.
+
+Parsing is synchronous and chunked: callers on the event loop run :func:`read_items`
+chunks in a worker thread. A file with any bad row is rejected whole, every bad row
+reported with its line number and reason, so nothing is ever half-imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from polycrowd.engine.types import TaskType
+
+MAX_ITEM_CHARS = 3500  # leaves room for instructions in one 4096-char Telegram message
+MAX_LABELS = 25  # Discord allows 5x5 buttons
+MAX_LABEL_CHARS = 64
+CHUNK_ROWS = 2000
+
+
+class InputError(ValueError):
+    """Bad user input; the message is one line a person can act on."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+class ItemsError(InputError):
+    def __init__(self, errors: list[RowError], total_rows: int) -> None:
+        self.errors = errors
+        self.total_rows = total_rows
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more bad rows)" if len(errors) > 1 else ""
+        super().__init__(f"{first}{more}; nothing was imported")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSpec:
+    name: str
+    task_type: TaskType
+    instructions: Mapping[str, str]
+    labels: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("en",)
+    skills: Mapping[str, float] = field(default_factory=dict)
+    overlap: int = 3
+    overlap_max: int = 3
+    confidence_target: float = 0.9
+    reward: int = 0
+    gold_ratio: float = 0.0
+    qualification: int = 0
+    min_skill: float = 0.0
+    assignment_ttl: float = 900.0
+    checker: Mapping[str, Any] = field(default_factory=dict)
+    target_lang: str | None = None
+    deadline: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.task_type.value,
+            "instructions": dict(self.instructions),
+            "labels": list(self.labels),
+            "languages": list(self.languages),
+            "skills": dict(self.skills),
+            "overlap": {"min": self.overlap, "max": self.overlap_max},
+            "confidence_target": self.confidence_target,
+            "reward": self.reward,
+            "gold_ratio": self.gold_ratio,
+            "qualification": self.qualification,
+            "min_skill": self.min_skill,
+            "assignment_ttl": self.assignment_ttl,
+            "checker": dict(self.checker),
+            "target_lang": self.target_lang,
+            "deadline": self.deadline,
+        }
+
+
+SPEC_KEYS = frozenset(ProjectSpec("x", TaskType.CHOICE, {"en": "x"}).as_json()) | {"task_type"}
+
+
+def _yaml_loader() -> type[yaml.SafeLoader]:
+    """SafeLoader with YAML 1.2 booleans: labels such as yes/no/on/off stay strings."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
+    return Loader
+
+
+def load_spec_text(text: str, source: str = "spec") -> ProjectSpec:
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        where = getattr(exc, "lineno", None) or getattr(
+            getattr(exc, "problem_mark", None), "line", None
+        )
+        at = f" near line {where + 1 if isinstance(where, int) else where}" if where else ""
+        raise InputError(f"{source}: not valid YAML or JSON{at}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of settings at the top level")
+    return parse_spec(data, source)
+
+
+def load_spec(path: str | Path) -> ProjectSpec:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"spec file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read spec file {p}: {exc}") from None
+    return load_spec_text(text, str(p))
+
+
+def _num(data: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    raw = data.get(key, default)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise InputError(f"'{key}' must be a number")
+    value = float(raw)
+    if not lo <= value <= hi or math.isnan(value):
+        raise InputError(f"'{key}' must be between {lo:g} and {hi:g}")
+    return value
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
+    unknown = sorted(set(data) - SPEC_KEYS)
+    if unknown:
+        raise InputError(f"{source}: unknown setting '{unknown[0]}'")
+    name = str(data.get("name") or "").strip()
+    if not name:
+        raise InputError(f"{source}: 'name' is required")
+    raw_type = str(data.get("type") or data.get("task_type") or "choice")
+    try:
+        task_type = TaskType(raw_type)
+    except ValueError:
+        kinds = ", ".join(t.value for t in TaskType)
+        raise InputError(f"{source}: 'type' must be one of {kinds}") from None
+    instructions = data.get("instructions") or {}
+    if isinstance(instructions, str):
+        instructions = {"en": instructions}
+    if not isinstance(instructions, dict) or not instructions:
+        raise InputError(f"{source}: 'instructions' must be text or a mapping language -> text")
+    languages = data.get("languages") or list(instructions)
+    if isinstance(languages, str):
+        languages = [languages]
+    languages = tuple(str(x).strip().lower() for x in languages)
+    if not all(2 <= len(x) <= 3 and x.isalpha() for x in languages):
+        raise InputError(f"{source}: 'languages' must be ISO 639-1 codes such as en, es, ru")
+    labels = tuple(str(x) for x in data.get("labels") or ())
+    if task_type in (TaskType.CHOICE, TaskType.MULTI, TaskType.IMAGE) and len(labels) < 2:
+        raise InputError(f"{source}: a {task_type.value} project needs at least 2 labels")
+    if len(labels) > MAX_LABELS or len(set(labels)) != len(labels):
+        raise InputError(f"{source}: 'labels' must be unique and at most {MAX_LABELS}")
+    if any(not lab.strip() or len(lab) > MAX_LABEL_CHARS or "|" in lab for lab in labels):
+        raise InputError(f"{source}: each label must be 1-{MAX_LABEL_CHARS} chars without '|'")
+    overlap_raw = data.get("overlap", 3)
+    if isinstance(overlap_raw, dict):
+        lo = int(_num(overlap_raw, "min", 3, 1, 100))
+        hi = int(_num(overlap_raw, "max", lo, 1, 100))
+    else:
+        lo = hi = int(_num({"overlap": overlap_raw}, "overlap", 3, 1, 100))
+    if hi < lo:
+        raise InputError(f"{source}: overlap max must be >= min")
+    skills_raw = data.get("skills") or {}
+    if isinstance(skills_raw, list):
+        skills_raw = dict.fromkeys(skills_raw, 0.0)
+    if not isinstance(skills_raw, dict):
+        raise InputError(f"{source}: 'skills' must be a list or a mapping skill -> minimum")
+    skills = {str(k): _num(skills_raw, k, 0.0, 0.0, 1.0) for k in skills_raw}
+    checker = data.get("checker") or {}
+    if not isinstance(checker, dict):
+        raise InputError(f"{source}: 'checker' must be a mapping")
+    target_lang = data.get("target_lang")
+    deadline = _deadline(data.get("deadline"), source)
+    reward = data.get("reward", 0)
+    if isinstance(reward, bool) or not isinstance(reward, int) or reward < 0:
+        raise InputError(f"{source}: 'reward' must be a whole number of minor units (cents)")
+    return ProjectSpec(
+        name=name[:200],
+        task_type=task_type,
+        instructions={str(k): str(v) for k, v in instructions.items()},
+        labels=labels,
+        languages=languages,
+        skills=skills,
+        overlap=lo,
+        overlap_max=hi,
+        confidence_target=_num(data, "confidence_target", 0.9, 0.5, 1.0),
+        reward=reward,
+        gold_ratio=_num(data, "gold_ratio", 0.0, 0.0, 0.9),
+        qualification=int(_num(data, "qualification", 0, 0, 100)),
+        min_skill=_num(data, "min_skill", 0.0, 0.0, 1.0),
+        assignment_ttl=_num(data, "assignment_ttl", 900.0, 10.0, 7 * 86400.0),
+        checker=checker,
+        target_lang=str(target_lang) if target_lang else None,
+        deadline=deadline,
+    )
+
+
+def _deadline(raw: Any, source: str) -> float | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, datetime):
+        return raw.timestamp()
+    try:
+        return datetime.fromisoformat(str(raw)).timestamp()
+    except ValueError:
+        raise InputError(f"{source}: 'deadline' must be an ISO date-time") from None
+
+
+# Items --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    line: int
+    external_id: str
+    content: str
+    lang: str
+    gold: str | None
+
+
+ID_KEYS = ("id", "item", "external_id")
+TEXT_KEYS = ("text", "content", "image", "url")
+
+
+def _row_to_item(
+    line: int, rec: Mapping[str, Any], spec_langs: tuple[str, ...], labels: tuple[str, ...]
+) -> ItemRow | RowError:
+    ext = next((str(rec[k]).strip() for k in ID_KEYS if rec.get(k) not in (None, "")), "")
+    content = next((str(rec[k]) for k in TEXT_KEYS if rec.get(k) not in (None, "")), "")
+    if not ext:
+        return RowError(line, "missing id")
+    if not content.strip():
+        return RowError(line, "missing text")
+    if len(content) > MAX_ITEM_CHARS:
+        return RowError(line, f"text longer than {MAX_ITEM_CHARS} characters")
+    lang = str(rec.get("lang") or rec.get("language") or spec_langs[0]).strip().lower()
+    if lang not in spec_langs:
+        return RowError(line, f"language '{lang}' is not one of the project's languages")
+    gold_raw = rec.get("gold")
+    gold = None if gold_raw in (None, "") else str(gold_raw)
+    if gold is not None and labels:
+        parts = gold.split("|")
+        if any(p not in labels for p in parts):
+            return RowError(line, f"gold answer '{gold}' is not one of the labels")
+    return ItemRow(line, ext, content, lang, gold)
+
+
+def _records(fh: IO[str], fmt: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
+    """Yield (line number, record or error text)."""
+    if fmt == "jsonl":
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield n, f"not valid JSON ({exc.msg})"
+                continue
+            yield (n, rec) if isinstance(rec, dict) else (n, "expected a JSON object")
+        return
+    reader = csv.reader(fh)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield 1, f"bad CSV header ({exc})"
+        return
+    if not any(k in header for k in ID_KEYS) or not any(k in header for k in TEXT_KEYS):
+        yield 1, "the header needs an 'id' column and a 'text' column"
+        return
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, f"bad CSV ({exc})"
+            continue
+        if not values or all(not v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield reader.line_num, f"expected {len(header)} columns, found {len(values)}"
+            continue
+        yield reader.line_num, dict(zip(header, values, strict=True))
+
+
+def detect_format(name: str, explicit: str | None = None) -> str:
+    if explicit:
+        return explicit
+    suffix = Path(name).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    raise InputError(f"cannot tell the format of {name}: use a .csv or .jsonl file")
+
+
+def read_items(
+    source: str | Path | bytes,
+    spec_langs: tuple[str, ...],
+    labels: tuple[str, ...],
+    fmt: str | None = None,
+    name: str = "",
+) -> Iterator[list[ItemRow]]:
+    """Stream items in chunks. Raises ItemsError (after reading to the end) on bad rows."""
+    if isinstance(source, bytes):
+        try:
+            text = source.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError("the file is not UTF-8 text") from None
+        fh: IO[str] = io.StringIO(text, newline="")
+        fmt = detect_format(name or "upload.csv", fmt)
+    else:
+        path = Path(source)
+        fmt = detect_format(str(path), fmt)
+        try:
+            fh = path.open(encoding="utf-8-sig", newline="")
+        except FileNotFoundError:
+            raise InputError(f"file not found: {path}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    errors: list[RowError] = []
+    seen: set[str] = set()
+    chunk: list[ItemRow] = []
+    total = 0
+    with fh:
+        try:
+            for line, rec in _records(fh, fmt):
+                total += 1
+                parsed = (
+                    RowError(line, rec)
+                    if isinstance(rec, str)
+                    else _row_to_item(line, rec, spec_langs, labels)
+                )
+                if isinstance(parsed, ItemRow) and parsed.external_id in seen:
+                    parsed = RowError(line, f"duplicate id '{parsed.external_id}'")
+                if isinstance(parsed, RowError):
+                    errors.append(parsed)
+                    continue
+                seen.add(parsed.external_id)
+                if not errors:
+                    chunk.append(parsed)
+                    if len(chunk) >= CHUNK_ROWS:
+                        yield chunk
+                        chunk = []
+        except UnicodeDecodeError:
+            raise InputError("the file is not UTF-8 text") from None
+    if errors:
+        raise ItemsError(errors, total)
+    if total == 0:
+        raise InputError("the file has no items")
+    if chunk:
+        yield chunk
+
+
+# Export -------------------------------------------------------------------------------------
+
+EXPORT_FIELDS = (
+    "item",
+    "lang",
+    "label",
+    "confidence",
+    "agreement",
+    "method",
+    "answers",
+    "gold",
+    "worker_answers",
+)
+
+
+def write_results(rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str) -> int:
+    n = 0
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(dict(row), ensure_ascii=False) + "\n")
+            n += 1
+        return n
+    if fmt != "csv":
+        raise InputError(f"unknown export format '{fmt}': use csv or jsonl")
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        flat = dict(row)
+        flat["worker_answers"] = json.dumps(flat.get("worker_answers", []), ensure_ascii=False)
+        writer.writerow(flat)
+        n += 1
+    return n

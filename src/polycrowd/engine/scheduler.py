@@ -1,0 +1,71 @@
+"""Periodic jobs on APScheduler's AsyncIOScheduler. Jobs are thin: the work is engine
+coroutines that tests call directly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from polycrowd.engine.core import Engine
+from polycrowd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.on_idle: Callable[[list[int]], Awaitable[None]] | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def expire(self) -> int:
+        n = await self.engine.expire_assignments()
+        if n:
+            log.info("expired %s assignments", n)
+        return n
+
+    async def remind(self) -> list[int]:
+        ids = await self.engine.idle_workers(self.settings.remind_after_s)
+        if ids and self.on_idle is not None:
+            await self.on_idle(ids)
+        return ids
+
+    async def close_projects(self) -> list[int]:
+        ids = await self.engine.close_overdue_projects()
+        if ids:
+            log.info("closed projects past their deadline: %s", ids)
+        return ids
+
+    def start(self) -> None:
+        """Must be called from inside the running event loop."""
+        sched = AsyncIOScheduler()
+        every = self.settings.expire_every_s
+        sched.add_job(
+            self.expire, "interval", seconds=every, id="expire", coalesce=True, max_instances=1
+        )
+        sched.add_job(
+            self.close_projects,
+            "interval",
+            seconds=max(every, 60.0),
+            id="close_projects",
+            coalesce=True,
+            max_instances=1,
+        )
+        sched.add_job(
+            self.remind,
+            "interval",
+            seconds=max(every, 600.0),
+            id="remind",
+            coalesce=True,
+            max_instances=1,
+        )
+        sched.start()
+        self._scheduler = sched
+
+    def shutdown(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None

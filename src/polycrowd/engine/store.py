@@ -1,0 +1,183 @@
+"""The database: one aiosqlite connection, migrations, one transaction per state change.
+
+Every state change runs inside :meth:`Database.transaction` (``BEGIN IMMEDIATE`` ... commit,
+rollback on any exception). Reads go through :meth:`Database.read`. Both hold one asyncio
+lock, so coroutines never see each other's half-done transactions on the shared
+connection, and ``BEGIN IMMEDIATE`` keeps other processes out while we write. SQL that is
+not part of matching or the ledger lives in the engine modules that own it; this module is
+the seam a PostgreSQL backend replaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+
+# version -> SQL applied to go from version-1 to version. Version 1 is schema.sql.
+MIGRATIONS: dict[int, str] = {}
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or migrated."""
+
+
+Row = aiosqlite.Row
+
+
+class Tx:
+    """A connection inside a transaction (or a read). Thin typed wrapper over aiosqlite."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            row: Row | None = await cur.fetchone()
+            return row
+
+    async def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = await self.one(sql, params)
+        return None if row is None else row[0]
+
+    async def run(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Execute; return lastrowid for an INSERT, else the number of changed rows."""
+        async with self.conn.execute(sql, params) as cur:
+            if sql.lstrip()[:6].upper() == "INSERT":
+                return int(cur.lastrowid or 0)
+            return int(cur.rowcount)
+
+    async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+
+class Database:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path, *, create: bool = True) -> Database:
+        db = cls(path)
+        await db.connect(create=create)
+        return db
+
+    async def connect(self, *, create: bool = True) -> None:
+        missing = self.path != ":memory:" and not await asyncio.to_thread(Path(self.path).exists)
+        if not create and missing:
+            raise StoreError(f"database not found: {self.path}")
+        try:
+            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
+        except Exception as exc:  # sqlite3.OperationalError and friends
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA busy_timeout=30000")
+        self._conn = conn
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> Database:
+        if self._conn is None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError("database is not open")
+        return self._conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """One state change: all of it commits, or none of it does."""
+        async with self._lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(conn)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            yield Tx(self.conn)
+
+    async def _migrate(self) -> None:
+        async with self.transaction() as tx:
+            await tx.run(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            current = await tx.value("SELECT MAX(version) FROM schema_migrations") or 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema {current} is newer than this polycrowd ({SCHEMA_VERSION})"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                sql = _schema_sql() if version == 1 else MIGRATIONS[version]
+                for statement in _split_sql(sql):
+                    await tx.run(statement)
+                await tx.run(
+                    "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+    async def schema_version(self) -> int:
+        async with self.read() as tx:
+            return int(await tx.value("SELECT MAX(version) FROM schema_migrations") or 0)
+
+
+def _schema_sql() -> str:
+    return resources.files("polycrowd.engine").joinpath("schema.sql").read_text("utf-8")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a script into statements, keeping CREATE TRIGGER ... END; bodies whole."""
+    statements: list[str] = []
+    buf: list[str] = []
+    in_trigger = False
+    for line in script.splitlines():
+        stripped = line.strip()
+        if not buf and (not stripped or stripped.startswith("--")):
+            continue
+        buf.append(line)
+        upper = stripped.upper()
+        if upper.startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if in_trigger:
+            if upper == "END;":
+                statements.append("\n".join(buf))
+                buf, in_trigger = [], False
+        elif stripped.endswith(";"):
+            statements.append("\n".join(buf))
+            buf = []
+    if any(s.strip() for s in buf):
+        statements.append("\n".join(buf))
+    return statements

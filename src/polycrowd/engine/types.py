@@ -1,0 +1,204 @@
+"""Core value objects passed between the engine and its callers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    WORKER = "worker"
+    REQUESTER = "requester"
+    MODERATOR = "moderator"
+    ADMIN = "admin"
+
+    def at_least(self, other: Role) -> bool:
+        order = [Role.WORKER, Role.REQUESTER, Role.MODERATOR, Role.ADMIN]
+        return order.index(self) >= order.index(other)
+
+
+class TaskType(StrEnum):
+    CHOICE = "choice"
+    MULTI = "multi"
+    TEXT = "text"
+    SPANS = "spans"
+    IMAGE = "image"
+
+    @property
+    def has_buttons(self) -> bool:
+        return self in (TaskType.CHOICE, TaskType.MULTI, TaskType.IMAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    display_name: str
+    pseudonym: str
+    role: Role
+    status: str
+    status_reason: str
+    locale: str
+    balance: int
+    answers: int
+    erased: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> User:
+        return cls(
+            id=row["id"],
+            display_name=row["display_name"],
+            pseudonym=row["pseudonym"],
+            role=Role(row["role"]),
+            status=row["status"],
+            status_reason=row["status_reason"],
+            locale=row["locale"],
+            balance=row["balance"],
+            answers=row["answers"],
+            erased=bool(row["erased"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: int
+    owner_id: int | None
+    name: str
+    task_type: TaskType
+    instructions: Mapping[str, str]
+    labels: tuple[str, ...]
+    languages: tuple[str, ...]
+    overlap: int
+    overlap_max: int
+    confidence_target: float
+    reward: int
+    gold_ratio: float
+    qualification: int
+    min_skill: float
+    assignment_ttl: float
+    checker: Mapping[str, Any]
+    target_lang: str | None
+    deadline: float | None
+    state: str
+    created_at: float
+
+    @property
+    def skill(self) -> str:
+        """The skill a project measures: its own, unless its spec names a shared one."""
+        return str(self.checker.get("skill") or f"project:{self.id}")
+
+    def instructions_for(self, lang: str) -> str:
+        if lang in self.instructions:
+            return self.instructions[lang]
+        if "en" in self.instructions:
+            return self.instructions["en"]
+        return next(iter(self.instructions.values()), "")
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], languages: tuple[str, ...]) -> Project:
+        return cls(
+            id=row["id"],
+            owner_id=row["owner_id"],
+            name=row["name"],
+            task_type=TaskType(row["task_type"]),
+            instructions=json.loads(row["instructions"]),
+            labels=tuple(json.loads(row["labels"])),
+            languages=languages,
+            overlap=row["overlap"],
+            overlap_max=row["overlap_max"],
+            confidence_target=row["confidence_target"],
+            reward=row["reward"],
+            gold_ratio=row["gold_ratio"],
+            qualification=row["qualification"],
+            min_skill=row["min_skill"],
+            assignment_ttl=row["assignment_ttl"],
+            checker=json.loads(row["checker"]),
+            target_lang=row["target_lang"],
+            deadline=row["deadline"],
+            state=row["state"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: int
+    project_id: int
+    external_id: str
+    content: str
+    lang: str
+    gold: str | None
+    state: str
+    target: int
+    answered: int
+    live: int
+    confidence: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Item:
+        return cls(
+            id=row["id"],
+            project_id=row["project_id"],
+            external_id=row["external_id"],
+            content=row["content"],
+            lang=row["lang"],
+            gold=row["gold"],
+            state=row["state"],
+            target=row["target"],
+            answered=row["answered"],
+            live=row["live"],
+            confidence=row["confidence"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    id: int
+    item_id: int
+    worker_id: int
+    project_id: int
+    issued_at: float
+    expires_at: float
+    state: str
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Assignment:
+        return cls(
+            id=row["id"],
+            item_id=row["item_id"],
+            worker_id=row["worker_id"],
+            project_id=row["project_id"],
+            issued_at=row["issued_at"],
+            expires_at=row["expires_at"],
+            state=row["state"],
+            attempts=row["attempts"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """What a worker is shown: an assignment with its item and project."""
+
+    assignment: Assignment
+    item: Item
+    project: Project
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    seq: int
+    ts: float
+    user_id: int
+    kind: str
+    amount: int
+    ref: str
+    memo: str
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LedgerEntry:
+        return cls(**{k: row[k] for k in cls.__slots__})  # type: ignore[attr-defined]
