@@ -381,6 +381,9 @@ def test_aggregate_tsv_missing_file_and_bad_bytes(tmp_path: Path) -> None:
         aggregate_tsv(bad, "mv", tmp_path / "out.tsv")
     with pytest.raises(AggregationInputError, match="unknown method"):
         aggregate_tsv(bad, "magic", tmp_path / "out.tsv")
+    good = _write(tmp_path / "good.tsv", "item\tworker\tlabel\na\tw\t1\n")
+    with pytest.raises(AggregationInputError, match="cannot write output"):
+        aggregate_tsv(good, "mv", tmp_path / "no" / "such" / "dir.tsv")
 
 
 # --------------------------------------------------------------------------- real data

@@ -944,7 +944,12 @@ def aggregate_tsv(
         data.item_names, model.labels_.tolist(), model.confidence_.tolist(), strict=True
     ):
         lines.append(f"{name}\t{data.label_names[label]}\t{conf:.6f}")
-    Path(output_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        Path(output_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise AggregationInputError(
+            f"cannot write output ({exc.strerror})", path=str(output_path)
+        ) from None
     accuracy: float | None = None
     if gold is not None:
         truth = data.gold_array(gold)
