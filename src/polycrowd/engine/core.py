@@ -45,6 +45,7 @@ from polycrowd.engine.types import (
     Item,
     LedgerEntry,
     Project,
+    RowLike,
     Role,
     Task,
     TaskType,
@@ -1334,6 +1335,27 @@ class Engine:
             )
         return {"method": out.method, "items": len(out.results), "alpha": out.alpha}
 
+    async def training_examples(self, project_id: int) -> list[tuple[str, str]]:
+        """(item text, label) from gold items and confident results, for the checker."""
+        async with self.db.read() as tx:
+            project = await _project(tx, project_id)
+            rows = await tx.all(
+                "SELECT i.content, COALESCE(i.gold, r.label) AS label FROM items i"
+                " LEFT JOIN results r ON r.item_id = i.id WHERE i.project_id = ?"
+                " AND (i.gold IS NOT NULL OR (r.confidence >= ? AND i.state = 'done'))"
+                " ORDER BY i.id",
+                (project_id, project.confidence_target),
+            )
+        return [(str(r["content"]), str(r["label"])) for r in rows if r["label"]]
+
+    async def update_checker_config(self, project_id: int, config: Mapping[str, Any]) -> None:
+        async with self.db.transaction() as tx:
+            await _project(tx, project_id)
+            await tx.run(
+                "UPDATE projects SET checker = ? WHERE id = ?",
+                (json.dumps(dict(config)), project_id),
+            )
+
     async def export_rows(self, project_id: int) -> list[dict[str, Any]]:
         async with self.db.read() as tx:
             items = await tx.all(
@@ -1421,7 +1443,7 @@ def _same_answer(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def _estimate(project: Project, rows: Sequence[Mapping[str, Any]]) -> tuple[str, float, float]:
+def _estimate(project: Project, rows: Sequence[RowLike]) -> tuple[str, float, float]:
     """(label, confidence, agreement) of one item from its counted answers."""
     if not rows:
         return "", 0.0, 0.0

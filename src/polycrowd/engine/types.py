@@ -6,7 +6,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
+
+
+class RowLike(Protocol):
+    """A database row: sqlite3.Row, aiosqlite.Row or a dict."""
+
+    def __getitem__(self, key: str) -> Any: ...
 
 
 class Role(StrEnum):
@@ -46,7 +52,7 @@ class User:
     erased: bool
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> User:
+    def from_row(cls, row: RowLike) -> User:
         return cls(
             id=row["id"],
             display_name=row["display_name"],
@@ -97,7 +103,7 @@ class Project:
         return next(iter(self.instructions.values()), "")
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], languages: tuple[str, ...]) -> Project:
+    def from_row(cls, row: RowLike, languages: tuple[str, ...]) -> Project:
         return cls(
             id=row["id"],
             owner_id=row["owner_id"],
@@ -137,7 +143,7 @@ class Item:
     confidence: float
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Item:
+    def from_row(cls, row: RowLike) -> Item:
         return cls(
             id=row["id"],
             project_id=row["project_id"],
@@ -165,7 +171,7 @@ class Assignment:
     attempts: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Assignment:
+    def from_row(cls, row: RowLike) -> Assignment:
         return cls(
             id=row["id"],
             item_id=row["item_id"],
@@ -200,5 +206,5 @@ class LedgerEntry:
     hash: str
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> LedgerEntry:
+    def from_row(cls, row: RowLike) -> LedgerEntry:
         return cls(**{k: row[k] for k in cls.__slots__})  # type: ignore[attr-defined]
