@@ -26,10 +26,9 @@ def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     db = str(tmp_path / "c.db")
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: pets\ntype: choice\nlabels: [cat, dog]\ninstructions: Which pet?\n")
-    rows = ["id,text,gold"] + [
-        f"{i},{'meow purr whiskers' if i % 2 else 'woof bark fetch'} {i},{'cat' if i % 2 else 'dog'}"
-        for i in range(40)
-    ]
+    words = {"cat": "meow purr whiskers", "dog": "woof bark fetch"}
+    golds = ["cat" if i % 2 else "dog" for i in range(40)]
+    rows = ["id,text,gold"] + [f"{i},{words[g]} {i},{g}" for i, g in enumerate(golds)]
     (tmp_path / "items.csv").write_text("\n".join(rows) + "\n")
     assert main(["project", "create", str(spec), "--db", db]) == 0
     assert main(["import", "1", str(tmp_path / "items.csv"), "--db", db]) == 0

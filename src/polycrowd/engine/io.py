@@ -117,7 +117,7 @@ def load_spec_text(text: str, source: str = "spec") -> ProjectSpec:
         if text.lstrip().startswith("{"):
             data = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader
+            data = yaml.load(text, Loader=_yaml_loader())
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         where = getattr(exc, "lineno", None) or getattr(
             getattr(exc, "problem_mark", None), "line", None
