@@ -259,21 +259,23 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.engine.io import write_results
+
     async def go(engine: Any) -> Any:
         await engine.get_project(args.project)
         with _progress("aggregating"):
             await engine.aggregate_project(args.project, args.method)
-        if args.output:
-            tmp = Path(args.output + ".part")
-            with tmp.open("w", encoding="utf-8", newline="") as fh:
-                n = await engine.export(args.project, fh, args.format)
-            tmp.replace(args.output)
-            return n
-        return await engine.export(args.project, sys.stdout, args.format)
+        return await engine.export_rows(args.project)
 
-    n = asyncio.run(_with_engine(settings, go))
-    if args.output:
-        print(f"wrote {n} results to {args.output}", file=sys.stderr)
+    rows = asyncio.run(_with_engine(settings, go))
+    if not args.output:
+        write_results(rows, sys.stdout, args.format)
+        return 0
+    tmp = Path(args.output + ".part")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        n = write_results(rows, fh, args.format)
+    tmp.replace(args.output)
+    print(f"wrote {n} results to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -37,7 +38,7 @@ async def test_chain_links_and_verifies(engine: Engine) -> None:
     entries = await engine.ledger_entries(uid, limit=100)
     by_seq = sorted(entries, key=lambda e: e.seq)
     assert by_seq[0].prev_hash == ledger.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(by_seq, by_seq[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(by_seq))
     assert (await engine.audit()).ok
 
 
