@@ -129,7 +129,7 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
     p, item = task.project, task.item
     parts = [
         Msg(N_("Task for project “%(name)s”"), {"name": p.name}),
-        Msg.raw(p.instructions_for(lang)),
+        Msg.raw(p.instructions_for(item.lang)),
         Msg.raw(""),
     ]
     if p.task_type is TaskType.SPANS:

@@ -1,0 +1,101 @@
+"""Worker flows through the handlers, as a chat platform drives them."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import World
+
+
+async def test_first_task_to_credit(world: World) -> None:
+    await world.live_project()
+    ann = await world.worker(1)
+    [task] = await world.chat.command(ann, "/task")
+    assert "Which pet is it?" in task.text and task.reply.kind == "task"
+    assert [lab for row in task.buttons for lab, _ in row][:2] == ["cat", "dog"]
+    world.clock.advance(5)
+    replies = await world.chat.press(ann, task.button("cat"), task.id)
+    assert task.edited and "Your answer: cat" in task.text  # the task message shows the answer
+    assert any("Accepted. +0.05, balance 0.05." in m.text for m in replies)
+    [balance] = await world.chat.command(ann, "/balance")
+    assert "0.05" in balance.text
+
+
+async def test_forged_and_stale_buttons_change_nothing(world: World) -> None:
+    await world.live_project()
+    ann, bob = await world.worker(1), await world.worker(2)
+    [task] = await world.chat.command(ann, "/task")
+    data = task.button("cat")
+    for forged in (data, "a:999:0", "a:x:y", "zz:1", "mod:ub:1"):
+        [reply] = await world.chat.press(bob, forged)
+        assert reply.reply.alert or "not allowed" in reply.text or "moderators" in reply.text
+    assert (await world.app.engine.find_user("memory:101")).balance == 0  # type: ignore[union-attr]
+    world.clock.advance(5)
+    await world.chat.press(ann, data, task.id)
+    [again] = await world.chat.press(ann, data, task.id)  # a double tap
+    assert again.reply.alert
+    assert (await world.app.engine.find_user("memory:101")).balance == 5  # type: ignore[union-attr]
+
+
+async def test_redelivered_update_is_ignored(world: World) -> None:
+    await world.live_project()
+    ann = await world.worker(1)
+    [task] = await world.chat.command(ann, "/task")
+    world.clock.advance(5)
+    await world.chat.press(ann, task.button("dog"), task.id)
+    assert await world.chat.redeliver(world.chat.last_event) == []
+    assert (await world.app.engine.find_user("memory:101")).balance == 5  # type: ignore[union-attr]
+
+
+async def test_languages_by_buttons_route_tasks(world: World) -> None:
+    await world.live_project("id,text,lang\n1,gato,es\n")
+    ann = await world.worker(1)  # English only
+    [none] = await world.chat.command(ann, "/task")
+    assert "No tasks" in none.text
+    await world.chat.command(ann, "/language")
+    await world.chat.press(ann, "l:es")
+    [task] = await world.chat.command(ann, "/task")
+    assert "gato" in task.text
+
+
+async def test_spanish_worker_reads_spanish(world: World) -> None:
+    await world.live_project("id,text,lang\n1,gato,es\n")
+    eva = await world.worker(3, locale="es")
+    [task] = await world.chat.command(eva, "/task")
+    assert "¿Qué mascota es?" in task.text
+
+
+async def test_unknown_command_and_help(world: World) -> None:
+    ann = await world.worker(1)
+    [reply] = await world.chat.command(ann, "/dance")
+    assert "Unknown command" in reply.text
+    [helptext] = await world.chat.command(ann, "/help")
+    assert "/task" in helptext.text and "/launch" not in helptext.text
+    [denied] = await world.chat.command(ann, "/launch")
+    assert "not allowed" in denied.text
+
+
+async def test_mydata_forgetme_and_stats(world: World) -> None:
+    await world.live_project()
+    ann = await world.worker(1)
+    [task] = await world.chat.command(ann, "/task")
+    world.clock.advance(5)
+    await world.chat.press(ann, task.button("cat"), task.id)
+    [stats] = await world.chat.command(ann, "/stats")
+    assert "1 answer" in stats.text
+    [data] = await world.chat.command(ann, "/mydata")
+    assert data.document is not None
+    dump = json.loads(data.document.content)
+    assert dump["user"]["display_name"] == "worker1" and len(dump["answers"]) == 1
+    [confirm] = await world.chat.command(ann, "/forgetme")
+    await world.chat.press(ann, confirm.button(data_prefix="fy"), confirm.id)
+    assert "erased" in confirm.text
+    assert (await world.app.engine.audit()).ok
+
+
+async def test_skip_gives_the_next_task(world: World) -> None:
+    await world.live_project()
+    ann = await world.worker(1)
+    [first] = await world.chat.command(ann, "/task")
+    replies = await world.chat.press(ann, first.button(data_prefix="s:"), first.id)
+    assert any(m.reply.kind == "task" and m.text != first.text for m in replies)
