@@ -230,6 +230,7 @@ async def _run(
     say("aggregate, export and audit")
     project_id = (await app.engine.projects())[0].id
     agg = await app.engine.aggregate_project(project_id)
+    await app.engine.scan_fraud(project_id)
     out = Path(tmp) / "results.csv"
     with out.open("w", encoding="utf-8", newline="") as fh:
         exported = await app.engine.export(project_id, fh, "csv")

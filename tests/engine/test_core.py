@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
+from polycrowd.engine.checking import CheckRequest, Decision, Verdict
 from polycrowd.engine.core import Engine, EngineError
+from polycrowd.engine.language import LanguageDetector
+from polycrowd.engine.store import Database
 from polycrowd.engine.types import Role, TaskType
 
 from ..conftest import FakeClock, choice_spec, items_csv
@@ -256,3 +260,51 @@ async def test_detected_language_becomes_trusted(engine: Engine, clock: FakeCloc
     assert "ru" in trusted
     task = await engine.next_task(w)
     assert task is not None and task.item.lang == "ru"
+
+
+class AlwaysRejectModel:
+    """A broken model: rejects every answer (what drift detection must catch)."""
+
+    async def check(self, batch: Sequence[CheckRequest]) -> list[Verdict]:
+        return [
+            Verdict(Decision.REJECT, 0.1, "The answer did not pass the checks.", "bad@1")
+            for _ in batch
+        ]
+
+
+async def test_model_that_fails_on_gold_is_switched_to_review(
+    db: Database, clock: FakeClock
+) -> None:
+    engine = Engine(db, AlwaysRejectModel(), LanguageDetector("script").detect, clock=clock)
+    spec = choice_spec(
+        gold_ratio=0.5, qualification=6, checker={"drift_min_samples": 5, "drift_threshold": 0.7}
+    )
+    project = await engine.create_project(None, spec)
+    await engine.import_items(project.id, items_csv(20, gold_every=2), name="i.csv")
+    await engine.set_state(None, project.id, "live")
+    statuses = []
+    for n in range(6):
+        w = await _worker(engine, n)
+        task = await engine.next_task(w)
+        assert task is not None and task.item.gold is not None
+        clock.advance(5)
+        statuses.append((await engine.submit(w, task.assignment.id, task.item.gold or "")).status)
+    assert statuses[:5] == ["retry"] * 5  # the model still decides...
+    assert statuses[5] == "review"  # ...until it is caught failing on gold
+    assert (await engine.get_project(project.id)).checker["mode"] == "review"
+    assert any(f.kind == "checker_drift" for f in await engine.open_flags(50))
+
+
+async def test_scan_flags_identical_accounts(engine: Engine, clock: FakeClock) -> None:
+    pid = await _project(engine, 8, overlap=4, overlap_max=4)
+    honest = [await _worker(engine, n) for n in range(2)]
+    ring = [await _worker(engine, 10 + n) for n in range(2)]
+    for w, label in [(h, "yes") for h in honest] + [(r, "no") for r in ring]:
+        while (task := await engine.next_task(w)) is not None:
+            clock.advance(5)
+            item_no = int(task.item.external_id[1:])
+            await engine.submit(w, task.assignment.id, label if item_no < 6 else "yes")
+    flags = await engine.scan_fraud(pid, min_common=5)
+    flagged = {f.user_id for f in flags if f.kind == "fraud_identical_accounts"}
+    assert set(ring) <= flagged
+    assert not set(honest) & flagged

@@ -604,7 +604,7 @@ class Engine:
             recent_answers=tuple(recent),
             config=task.project.checker,
         )
-        verdict = await self._check(request)
+        verdict = _in_mode(task.project, await self._check(request))
         detection = None
         if task.project.task_type in (TaskType.TEXT, TaskType.SPANS) and verdict.accepted:
             detection = self.detect_language(payload)
@@ -645,6 +645,8 @@ class Engine:
         correct: bool | None = None
         if item.gold is not None and project.task_type.has_buttons:
             correct = _same_answer(payload, item.gold)
+        if correct is not None:
+            await self._observe_checker(tx, project, verdict, correct)
         if verdict.decision is Decision.REJECT:
             final = int(row["attempts"]) >= 1
             answer_id = await _insert_answer(
@@ -753,6 +755,48 @@ class Engine:
                 None,
                 project.id,
                 {"skill": skill_key, "mean": round(skill.mean, 3), "gold_seen": skill.gold_seen},
+            )
+
+    async def _observe_checker(
+        self, tx: Tx, project: Project, verdict: Verdict, correct: bool
+    ) -> None:
+        """Track the model on gold; below the threshold its rejections become reviews."""
+        if not _is_model(verdict):
+            return
+        agree = (verdict.decision is Decision.ACCEPT) == correct
+        await tx.run(
+            "INSERT INTO checker_stats(project_id, model_version, seen, agree)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT(project_id, model_version) DO UPDATE SET"
+            " seen = seen + 1, agree = agree + excluded.agree",
+            (project.id, verdict.model_version, int(agree)),
+        )
+        row = await tx.one(
+            "SELECT seen, agree FROM checker_stats WHERE project_id = ? AND model_version = ?",
+            (project.id, verdict.model_version),
+        )
+        assert row is not None
+        seen, agreed = int(row["seen"]), int(row["agree"])
+        min_samples = int(project.checker.get("drift_min_samples", 20))
+        threshold = float(project.checker.get("drift_threshold", 0.7))
+        if project.checker.get("mode") == "review" or seen < min_samples:
+            return
+        if agreed / seen < threshold:
+            config = {**project.checker, "mode": "review"}
+            await tx.run(
+                "UPDATE projects SET checker = ? WHERE id = ?", (json.dumps(config), project.id)
+            )
+            await self._flag(
+                tx,
+                "checker_drift",
+                None,
+                None,
+                project.id,
+                {
+                    "model": verdict.model_version,
+                    "gold_seen": seen,
+                    "accuracy": round(agreed / seen, 3),
+                    "threshold": threshold,
+                },
             )
 
     async def _add_language_evidence(
@@ -1251,6 +1295,79 @@ class Engine:
                 )
         return ids
 
+    async def scan_fraud(self, project_id: int, min_common: int = 15) -> list[Flag]:
+        """Project-wide fraud signals, flagged for the moderators with their evidence.
+
+        Agreement with confident results far below chance, and pairs of accounts that
+        answered many items identically, including where both went against the result.
+        """
+        project = await self.get_project(project_id)
+        if not project.task_type.has_buttons:
+            return []
+        async with self.db.read() as tx:
+            per_worker = await tx.all(
+                "SELECT a.worker_id, COUNT(*) AS n, SUM(a.payload = r.label) AS agree"
+                " FROM answers a JOIN results r ON r.item_id = a.item_id"
+                " JOIN items i ON i.id = a.item_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
+                " AND i.state = 'done' AND r.confidence >= ? GROUP BY a.worker_id",
+                (project_id, project.confidence_target),
+            )
+            pairs = await tx.all(
+                "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
+                " SUM(a.payload = b.payload) AS same,"
+                " SUM(a.payload = b.payload AND a.payload != COALESCE(r.label, a.payload))"
+                " AS against FROM answers a JOIN answers b ON b.item_id = a.item_id"
+                " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
+                " AND b.status IN ('accepted', 'review')"
+                " GROUP BY a.worker_id, b.worker_id HAVING common >= ?",
+                (project_id, min_common),
+            )
+        found: list[Flag] = []
+
+        def keep(flag: Flag) -> None:
+            found.append(flag)
+
+        self.hooks.on_flag.append(keep)
+        try:
+            async with self.db.transaction() as tx:
+                for r in per_worker:
+                    n, agree = int(r["n"]), int(r["agree"] or 0)
+                    if quality.agreement_below_chance(agree, n, len(project.labels)):
+                        await self._flag(
+                            tx,
+                            quality.FRAUD_LOW_AGREEMENT,
+                            int(r["worker_id"]),
+                            None,
+                            project_id,
+                            {
+                                "agreement": round(agree / n, 3),
+                                "answers": n,
+                                "chance": round(1 / len(project.labels), 3),
+                            },
+                        )
+                for r in pairs:
+                    if r["same"] == r["common"] and int(r["against"] or 0) >= 3:
+                        evidence = {
+                            "accounts": [r["w1"], r["w2"]],
+                            "common_items": r["common"],
+                            "identical": r["same"],
+                            "against_result": r["against"],
+                        }
+                        for uid in (r["w1"], r["w2"]):
+                            await self._flag(
+                                tx, quality.FRAUD_IDENTICAL, int(uid), None, project_id, evidence
+                            )
+        finally:
+            self.hooks.on_flag.remove(keep)
+        return found
+
+    async def live_projects(self) -> list[int]:
+        async with self.db.read() as tx:
+            rows = await tx.all("SELECT id FROM projects WHERE state = 'live'")
+        return [int(r["id"]) for r in rows]
+
     async def seen_update(self, platform: str, update_id: str) -> bool:
         """Record a delivered update; True if it was seen before (a redelivery)."""
         async with self.db.transaction() as tx:
@@ -1437,6 +1554,21 @@ def _normalize_payload(project: Project, payload: str) -> str:
         parts = sorted({p.strip() for p in text.split("|") if p.strip()})
         return "|".join(parts)
     return text
+
+
+def _is_model(verdict: Verdict) -> bool:
+    return not verdict.model_version.startswith(("rules", "unavailable", "duplicate"))
+
+
+def _in_mode(project: Project, verdict: Verdict) -> Verdict:
+    """In review mode a model can no longer reject on its own: a moderator decides."""
+    if (
+        project.checker.get("mode") == "review"
+        and verdict.decision is Decision.REJECT
+        and _is_model(verdict)
+    ):
+        return Verdict(Decision.REVIEW, verdict.score, verdict.reason, verdict.model_version)
+    return verdict
 
 
 def _same_answer(a: str, b: str) -> bool:

@@ -39,6 +39,12 @@ class Scheduler:
             log.info("closed projects past their deadline: %s", ids)
         return ids
 
+    async def scan_fraud(self) -> int:
+        flagged = 0
+        for pid in await self.engine.live_projects():
+            flagged += len(await self.engine.scan_fraud(pid))
+        return flagged
+
     def start(self) -> None:
         """Must be called from inside the running event loop."""
         sched = AsyncIOScheduler()
@@ -59,6 +65,14 @@ class Scheduler:
             "interval",
             seconds=max(every, 600.0),
             id="remind",
+            coalesce=True,
+            max_instances=1,
+        )
+        sched.add_job(
+            self.scan_fraud,
+            "interval",
+            seconds=max(every, 600.0),
+            id="fraud",
             coalesce=True,
             max_instances=1,
         )

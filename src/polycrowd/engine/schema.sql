@@ -196,6 +196,15 @@ CREATE INDEX ix_flags_open ON flags(state, created_at);
 CREATE UNIQUE INDEX ux_flags_open_kind ON flags(kind, user_id, IFNULL(answer_id, 0))
     WHERE state = 'open';
 
+-- How often the checker model's verdict matched the truth on gold items, per version.
+CREATE TABLE checker_stats (
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    seen INTEGER NOT NULL DEFAULT 0,
+    agree INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, model_version)
+);
+
 CREATE TABLE payouts (
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id),
