@@ -135,6 +135,7 @@ async def test_model_error_without_fallback_and_wrong_results() -> None:
             (verdict,) = await asyncio.wait_for(batcher.check([req(1)]), LIMIT)
         assert verdict.decision is Decision.REVIEW
         assert verdict.reason == rules.R_CHECK_UNAVAILABLE
+        assert verdict.model_version == "unavailable+degraded"  # not mistaken for a model
         assert batcher.stats.failures == 1
 
 

@@ -115,6 +115,10 @@ def test_default_model_is_minilm_for_english_without_loading() -> None:
     assert checker.name == "minilm-sim"
     assert checker.languages == frozenset({"en"})
     assert not checker.loaded
+    # the app's languages are narrowed to what MiniLM can judge
+    narrowed = BertChecker(None, "similarity", languages=["en-GB", "es", "ru"])
+    assert narrowed.languages == frozenset({"en"})
+    assert not narrowed.applies(text("hola", target_lang="es"))
 
 
 def test_resolve_device() -> None:

@@ -51,7 +51,7 @@ def degraded_verdict(verdict: Verdict | None) -> Verdict:
     """The fallback's verdict as the answer when the model could not judge: never
     stricter than needed, never an acceptance."""
     if verdict is None:
-        return review(R_CHECK_UNAVAILABLE, model_version="none" + DEGRADED)
+        return review(R_CHECK_UNAVAILABLE, model_version="unavailable" + DEGRADED)
     version = verdict.model_version + DEGRADED
     if verdict.decision is Decision.ACCEPT:
         return review(R_CHECK_UNAVAILABLE, verdict.score, version)

@@ -231,8 +231,9 @@ def token_f1(
 class BertChecker:
     """A transformer checker for one head and one model folder.
 
-    ``languages``: the item/target languages the model can judge (``None``: any). It
-    defaults to ``polycrowd.json``'s ``languages``, or ``{"en"}`` for the default MiniLM.
+    ``languages``: the item/target languages to judge (``None``: any). They are narrowed
+    to what the model is known to handle: ``polycrowd.json``'s ``languages``, or ``{"en"}``
+    for the default MiniLM, so passing the app's languages is safe.
     ``thresholds`` override :data:`DEFAULTS`; a request's ``config`` overrides both.
     """
 
@@ -261,13 +262,16 @@ class BertChecker:
         is_default = default is not None and self.path == Path(default)
         base = name or str(self.meta.get("version") or ("minilm" if is_default else ""))
         self.name = f"{base or self.path.name}-{_SHORT[head]}"
-        if languages is None:
-            meta_langs = self.meta.get("languages")
-            if isinstance(meta_langs, list):
-                languages = [str(x) for x in meta_langs]
-            elif is_default:
-                languages = ["en"]
-        self.languages = frozenset(base_lang(x) for x in languages) if languages else None
+        meta_langs = self.meta.get("languages")
+        known = (
+            frozenset(base_lang(str(x)) for x in meta_langs)
+            if isinstance(meta_langs, list) and meta_langs
+            else frozenset({"en"})
+            if is_default
+            else None
+        )
+        given = frozenset(base_lang(x) for x in languages) if languages else None
+        self.languages = given & known if given and known else given or known
         self.thresholds = {**DEFAULTS[head], **(thresholds or {})}
         self.device = ""
         self._version: str | None = None
