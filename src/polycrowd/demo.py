@@ -271,7 +271,7 @@ async def _invariants(app: App, project_id: int, truth: dict[str, str]) -> dict[
     async with app.db.read() as tx:
         assignments = await tx.value("SELECT COUNT(*) FROM assignments")
         answers = await tx.value(
-            "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review')"
+            "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
         )
         routed = await tx.value(
             "SELECT AVG(EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
@@ -285,8 +285,8 @@ async def _invariants(app: App, project_id: int, truth: dict[str, str]) -> dict[
         over = await tx.value(
             "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
             " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target"
-            " OR i.answered != (SELECT COUNT(*) FROM assignments a"
-            "  WHERE a.item_id = i.id AND a.state = 'answered'))"
+            " OR i.answered != (SELECT COUNT(*) FROM answers a"
+            "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review')))"
         )
         results = await tx.all(
             "SELECT i.external_id, r.label FROM results r JOIN items i ON i.id = r.item_id"

@@ -160,7 +160,7 @@ async def test_gold_mistakes_pause_the_worker(engine: Engine, clock: FakeClock) 
 async def test_same_label_spammer_is_flagged(engine: Engine, clock: FakeClock) -> None:
     await _project(engine, 30, overlap=1, overlap_max=1)
     w = await _worker(engine, 1)
-    for _ in range(14):
+    for _ in range(18):
         task = await engine.next_task(w)
         assert task is not None
         clock.advance(5)
@@ -308,3 +308,28 @@ async def test_scan_flags_identical_accounts(engine: Engine, clock: FakeClock) -
     flagged = {f.user_id for f in flags if f.kind == "fraud_identical_accounts"}
     assert set(ring) <= flagged
     assert not set(honest) & flagged
+
+
+async def test_blocking_discards_labels_and_reopens_items(
+    engine: Engine, clock: FakeClock
+) -> None:
+    pid = await _project(engine, 2, overlap=1, overlap_max=1)
+    spammer = await _worker(engine, 1)
+    while (task := await engine.next_task(spammer)) is not None:
+        clock.advance(5)
+        await engine.submit(spammer, task.assignment.id, "no")
+    assert (await engine.status(pid)).done_items == 2
+    await engine.set_status(None, spammer, "blocked", "fraud")
+    status = await engine.status(pid)
+    assert status.done_items == 0 and status.project.state == "live"
+    assert (await engine.get_user(spammer)).balance == 10  # earned money is not touched
+    honest = await _worker(engine, 2)
+    labels = []
+    while (task := await engine.next_task(honest)) is not None:
+        clock.advance(5)
+        await engine.submit(honest, task.assignment.id, "yes")
+        labels.append(task.item.id)
+    assert len(labels) == 2
+    rows = await engine.export_rows(pid)
+    assert all(r["label"] == "yes" and len(r["worker_answers"]) == 1 for r in rows)
+    assert (await engine.audit()).ok

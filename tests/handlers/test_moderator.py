@@ -6,10 +6,10 @@ from .conftest import World
 
 
 async def test_spammer_card_reaches_admin_chat_and_block_works(world: World) -> None:
-    items = "id,text\n" + "".join(f"{i},picture {i}\n" for i in range(20))
+    items = "id,text\n" + "".join(f"{i},picture {i}\n" for i in range(30))
     await world.live_project(items)
     spam = await world.worker(9)
-    for _ in range(13):
+    for _ in range(18):
         [task] = await world.chat.command(spam, "/task")
         world.clock.advance(5)
         await world.chat.press(spam, task.button("cat"), task.id)

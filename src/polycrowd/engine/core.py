@@ -579,7 +579,7 @@ class Engine:
                 r["payload"]
                 for r in await tx.all(
                     "SELECT payload FROM answers WHERE worker_id = ? AND project_id = ?"
-                    " ORDER BY id DESC LIMIT 12",
+                    " ORDER BY id DESC LIMIT 24",
                     (user_id, task.project.id),
                 )
             ]
@@ -995,7 +995,7 @@ class Engine:
                             memo=f"answer {answer_id} overruled",
                         )
                     project = await _project(tx, row["project_id"])
-                    await self._update_item(tx, project, row["item_id"])
+                    await self._uncount(tx, project, int(row["item_id"]))
                 outcome = "rejected"
             await tx.run(
                 "UPDATE flags SET state = 'resolved', resolution = ?"
@@ -1023,12 +1023,50 @@ class Engine:
                     " WHERE worker_id = ? AND state = 'issued'",
                     (user_id,),
                 )
+            if status == "blocked":
+                await self._discard_answers(tx, user_id)
             await tx.run(
                 "UPDATE flags SET state = 'resolved', resolution = ?"
                 " WHERE user_id = ? AND state = 'open' AND answer_id IS NULL",
                 (status, user_id),
             )
             return await _user(tx, user_id)
+
+    async def _discard_answers(self, tx: Tx, user_id: int) -> None:
+        """A blocked account's labels stop counting: results are re-estimated without them
+        and their items reopen for other workers. Money already earned is not touched."""
+        rows = await tx.all(
+            "SELECT a.item_id, a.project_id FROM answers a JOIN items i ON i.id = a.item_id"
+            " WHERE a.worker_id = ? AND a.status IN ('accepted', 'review') AND i.is_gold = 0",
+            (user_id,),
+        )
+        if not rows:
+            return
+        await tx.run(
+            "UPDATE answers SET status = 'overruled', reason = ? WHERE worker_id = ?"
+            " AND status IN ('accepted', 'review')",
+            (N_("A moderator blocked this account."), user_id),
+        )
+        projects: dict[int, Project] = {}
+        for r in rows:
+            pid = int(r["project_id"])
+            if pid not in projects:
+                projects[pid] = await _project(tx, pid)
+            await self._uncount(tx, projects[pid], int(r["item_id"]))
+
+    async def _uncount(self, tx: Tx, project: Project, item_id: int) -> None:
+        """One counted answer of an item no longer counts: its slot reopens."""
+        await tx.run(
+            "UPDATE items SET answered = answered - 1, filled = filled - 1,"
+            " target = MAX(target, ?), state = 'open' WHERE id = ?",
+            (project.overlap, item_id),
+        )
+        await self._update_item(tx, project, item_id)
+        await tx.run(
+            "UPDATE projects SET state = 'live' WHERE id = ? AND state = 'done'"
+            " AND (deadline IS NULL OR deadline > ?)",
+            (project.id, self.clock()),
+        )
 
     async def resolve_flag(self, actor_id: int, flag_id: int, resolution: str) -> None:
         await self._require(actor_id, Role.MODERATOR)

@@ -82,8 +82,17 @@ def too_fast(durations: Sequence[float], minimums: Sequence[float], share: float
     return fast / len(durations) >= share
 
 
-def same_label(labels: Sequence[str], n_labels: int, run: int = 12) -> bool:
+def same_label_run(n_labels: int, false_alarm: float = 1e-5) -> int:
+    """The run of identical answers that an honest worker facing balanced labels produces
+    with probability below ``false_alarm`` (binary: 18, three labels: 12, five: 9)."""
+    if n_labels < 2:
+        return 0
+    return max(6, math.ceil(math.log(false_alarm / n_labels) / math.log(1 / n_labels)))
+
+
+def same_label(labels: Sequence[str], n_labels: int, run: int | None = None) -> bool:
     """The last ``run`` answers all carry one label, when the project has several."""
+    run = same_label_run(n_labels) if run is None else run
     return n_labels > 1 and len(labels) >= run and len(set(labels[:run])) == 1
 
 
