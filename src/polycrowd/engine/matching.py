@@ -1,7 +1,8 @@
 """Matching: the next item for a worker, in one SQL statement.
 
 ``INSERT ... SELECT ... ORDER BY ... LIMIT 1 RETURNING`` picks and claims the item in one
-statement inside the caller's write transaction. The item's ``filled`` counter (answered +
+statement inside the caller's write transaction (after one indexed lookup of the worker's
+trusted languages). The item's ``filled`` counter (answered +
 live assignments), kept by triggers, is what the WHERE clause compares against ``target``,
 so no item ever gets more live assignments than its overlap still needs, however many
 workers ask at once; the UNIQUE (item_id, worker_id) constraint and the NOT EXISTS make
@@ -11,41 +12,59 @@ same triggers.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from polycrowd.engine.store import Tx
 
-# Eligible items: live project, open item with a free slot, in one of the worker's trusted
-# languages, not seen by this worker, and every skill the project requires is met and not
-# paused. Gold items (honeypots) are only eligible when :want_gold is set, and then come
-# first, so a worker meets them at the project's gold ratio and never once the real items
-# are gone; otherwise fewest answers, lowest confidence, then older projects first.
+# One branch per worker language (and per gold/non-gold when a honeypot is wanted): each is
+# an index walk over ix_items_pick in (filled, confidence, project_id, id) order, filtered
+# by the live project, a free slot, "not seen by this worker" and the skill requirements,
+# and stops at the first hit. The outer ORDER BY merges the few branch winners: honeypots
+# first when wanted, then fewest answers, lowest confidence, older projects first.
+BRANCH_SQL = """
+SELECT * FROM (
+  SELECT i.id AS item_id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
+  FROM items AS i INDEXED BY ix_items_pick
+  JOIN projects AS p ON p.id = i.project_id
+  WHERE i.lang = :lang{k} AND i.is_gold = {gold} AND i.state = 'open'
+    AND p.state = 'live'
+    AND (:project IS NULL OR i.project_id = :project)
+    AND i.filled < i.target
+    AND NOT EXISTS (
+        SELECT 1 FROM assignments AS a WHERE a.item_id = i.id AND a.worker_id = :worker)
+    AND NOT EXISTS (
+        SELECT 1 FROM project_skills AS ps
+        LEFT JOIN user_skills AS us ON us.user_id = :worker AND us.skill = ps.skill
+        WHERE ps.project_id = p.id
+          AND (us.paused = 1 OR COALESCE(us.mean, 0.5) < ps.min_score))
+    AND NOT EXISTS (
+        SELECT 1 FROM user_skills AS own
+        WHERE own.user_id = :worker AND own.skill = 'project:' || p.id AND own.paused = 1)
+  ORDER BY i.filled, i.confidence, i.project_id, i.id
+  LIMIT 1
+)"""
+
 PICK_SQL = """
 INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state,
                         chat_id, platform)
-SELECT i.id, :worker, i.project_id, :now, :now + p.assignment_ttl, 'issued', :chat, :platform
-FROM items AS i
-JOIN projects AS p ON p.id = i.project_id
-WHERE i.state = 'open'
-  AND p.state = 'live'
-  AND (:project IS NULL OR i.project_id = :project)
-  AND i.filled < i.target
-  AND (i.is_gold = 0 OR :want_gold = 1)
-  AND i.lang IN (SELECT lang FROM user_languages WHERE user_id = :worker AND trusted = 1)
-  AND NOT EXISTS (
-      SELECT 1 FROM assignments AS a WHERE a.item_id = i.id AND a.worker_id = :worker)
-  AND NOT EXISTS (
-      SELECT 1 FROM project_skills AS ps
-      LEFT JOIN user_skills AS us ON us.user_id = :worker AND us.skill = ps.skill
-      WHERE ps.project_id = p.id
-        AND (us.paused = 1 OR COALESCE(us.mean, 0.5) < ps.min_score))
-  AND NOT EXISTS (
-      SELECT 1 FROM user_skills AS own
-      WHERE own.user_id = :worker AND own.skill = 'project:' || p.id AND own.paused = 1)
-ORDER BY (i.is_gold != :want_gold), i.filled, i.confidence, p.created_at, i.id
+SELECT c.item_id, :worker, c.project_id, :now, :now + c.assignment_ttl, 'issued', :chat,
+       :platform
+FROM ({branches}) AS c
+ORDER BY (c.is_gold != :want_gold), c.filled, c.confidence, c.project_id, c.item_id
 LIMIT 1
-RETURNING id, item_id, project_id, issued_at, expires_at
+RETURNING id
 """
+
+
+@functools.cache
+def pick_sql(n_langs: int, want_gold: bool) -> str:
+    """The pick statement for a worker with ``n_langs`` trusted languages."""
+    golds = (1, 0) if want_gold else (0,)
+    branches = " UNION ALL ".join(
+        BRANCH_SQL.format(k=k, gold=g) for k in range(n_langs) for g in golds
+    )
+    return PICK_SQL.format(branches=branches)
 
 
 async def pick(
@@ -59,17 +78,25 @@ async def pick(
     now: float | None = None,
 ) -> int | None:
     """Claim the next item for ``worker_id``; return the new assignment id or None."""
-    row = await tx.one(
-        PICK_SQL,
-        {
-            "worker": worker_id,
-            "now": time.time() if now is None else now,
-            "project": project_id,
-            "want_gold": 1 if want_gold else 0,
-            "chat": chat_id,
-            "platform": platform,
-        },
-    )
+    langs = [
+        str(r["lang"])
+        for r in await tx.all(
+            "SELECT lang FROM user_languages WHERE user_id = ? AND trusted = 1 ORDER BY lang",
+            (worker_id,),
+        )
+    ]
+    if not langs:
+        return None
+    params: dict[str, object] = {
+        "worker": worker_id,
+        "now": time.time() if now is None else now,
+        "project": project_id,
+        "want_gold": 1 if want_gold else 0,
+        "chat": chat_id,
+        "platform": platform,
+    }
+    params.update({f"lang{k}": lang for k, lang in enumerate(langs)})
+    row = await tx.one(pick_sql(len(langs), want_gold), params)
     return None if row is None else int(row["id"])
 
 

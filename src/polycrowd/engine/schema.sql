@@ -108,7 +108,7 @@ CREATE TABLE items (
     UNIQUE (project_id, external_id)
 );
 -- Matching walks open items of live projects by language, fewest answers first.
-CREATE INDEX ix_items_pick ON items(lang, is_gold, filled, confidence, project_id)
+CREATE INDEX ix_items_pick ON items(lang, is_gold, filled, confidence, project_id, id)
     WHERE state = 'open';
 CREATE INDEX ix_items_project ON items(project_id, state);
 

@@ -39,14 +39,15 @@ class Tx:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
+    # Each method is one hop to the database thread (aiosqlite runs every cursor call as a
+    # separate hop; fetching in the same hop as the execute cuts the per-query cost ~3x).
+
     async def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            row: Row | None = await cur.fetchone()
-            return row
+        rows = await self.conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = await self.one(sql, params)
@@ -54,10 +55,11 @@ class Tx:
 
     async def run(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Execute; return lastrowid for an INSERT, else the number of changed rows."""
-        async with self.conn.execute(sql, params) as cur:
-            if sql.lstrip()[:6].upper() == "INSERT":
-                return int(cur.lastrowid or 0)
-            return int(cur.rowcount)
+        cur = await self.conn.execute(sql, params)
+        # The cursor is finished (no rows to read); dropping it frees the statement.
+        if sql.lstrip()[:6].upper() == "INSERT":
+            return int(cur.lastrowid or 0)
+        return int(cur.rowcount)
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
@@ -88,6 +90,8 @@ class Database:
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=30000")
+        await conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        await conn.execute("PRAGMA temp_store=MEMORY")
         self._conn = conn
         await self._migrate()
 
