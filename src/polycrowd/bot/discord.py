@@ -194,12 +194,13 @@ class CatalogTranslator(app_commands.Translator):
 
     def __init__(self, translator: Translator) -> None:
         self.translator = translator
+        self._languages = frozenset(translator.languages)  # read the locales folder once
         self._names: dict[tuple[str, str], str] = {}  # (lang, localized name) -> command
 
     def language_of(self, locale: discord.Locale) -> str | None:
         """Our language for a Discord locale; None for English (the msgids) or unknown."""
         base = locale.value.replace("_", "-").split("-")[0].lower()
-        if base == "en" or base not in self.translator.languages:
+        if base == "en" or base not in self._languages:
             return None
         return base
 
