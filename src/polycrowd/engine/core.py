@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from polycrowd.engine import ledger, matching, quality
-from polycrowd.engine.aggregation import item_posterior
+from polycrowd.engine.aggregation import encode, item_posterior, krippendorff_alpha
 from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict
 from polycrowd.engine.io import (
     InputError,
@@ -98,6 +98,7 @@ class ProjectStatus:
     mean_agreement: float | None
     mean_confidence: float | None
     workers: int
+    krippendorff_alpha: float | None = None  # over all counted labels (choice tasks)
 
     @property
     def progress(self) -> float:
@@ -120,6 +121,7 @@ class ProjectStatus:
             "mean_agreement": self.mean_agreement,
             "mean_confidence": self.mean_confidence,
             "workers": self.workers,
+            "krippendorff_alpha": self.krippendorff_alpha,
         }
 
 
@@ -494,7 +496,29 @@ class Engine:
             mean_agreement=None if res["agr"] is None else round(float(res["agr"]), 4),
             mean_confidence=None if res["conf"] is None else round(float(res["conf"]), 4),
             workers=int(a["workers"] or 0),
+            krippendorff_alpha=await self._alpha(project),
         )
+
+    async def _alpha(self, project: Project) -> float | None:
+        if project.task_type not in (TaskType.CHOICE, TaskType.IMAGE):
+            return None
+        async with self.db.read() as tx:
+            rows = await tx.all(
+                "SELECT item_id, worker_id, payload FROM answers WHERE project_id = ?"
+                " AND status IN ('accepted', 'review')",
+                (project.id,),
+            )
+        rows = [r for r in rows if r["payload"] in project.labels]
+        if not rows:
+            return None
+        enc = encode(
+            [str(r["item_id"]) for r in rows],
+            [str(r["worker_id"]) for r in rows],
+            [str(r["payload"]) for r in rows],
+            project.labels,
+        )
+        value = await asyncio.to_thread(krippendorff_alpha, enc.items, enc.workers, enc.labels)
+        return None if np.isnan(value) else round(float(value), 4)
 
     # Tasks ---------------------------------------------------------------------------------
 

@@ -270,6 +270,7 @@ async def status(ctx: Context, event: Event) -> list[Reply]:
     project = await _project_from(ctx, event)
     s = await ctx.engine.status(project.id)
     agreement = "-" if s.mean_agreement is None else f"{100 * s.mean_agreement:.0f}%"
+    alpha = "-" if s.krippendorff_alpha is None else f"{s.krippendorff_alpha:.2f}"
     return [
         Reply.of(
             Msg(
@@ -289,6 +290,7 @@ async def status(ctx: Context, event: Event) -> list[Reply]:
                 N_("Agreement: %(agreement)s, spend: %(spend)s"),
                 {"agreement": agreement, "spend": money(s.spend)},
             ),
+            Msg(N_("Krippendorff's alpha: %(alpha)s"), {"alpha": alpha}),
         )
     ]
 
