@@ -113,7 +113,6 @@ T_CHOOSE_LABELS = N_("Choose one or more labels")
 T_NO_LONGER_VALID = N_("This button is no longer valid.")
 T_TOO_LARGE = N_("The file is too large (at most %(mb)s MB).")
 T_UPLOAD = N_("Upload a file: items (CSV, JSONL) or a project spec (YAML, JSON)")
-T_ERROR = N_("Something went wrong. Please try again later.")
 
 
 # Slash command options ------------------------------------------------------------------------
