@@ -79,6 +79,11 @@ class Scheduler:
         sched.start()
         self._scheduler = sched
 
+    def jobs(self) -> list[str]:
+        if self._scheduler is None:
+            return []
+        return sorted(job.id for job in self._scheduler.get_jobs())
+
     def shutdown(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
