@@ -99,3 +99,26 @@ async def test_skip_gives_the_next_task(world: World) -> None:
     [first] = await world.chat.command(ann, "/task")
     replies = await world.chat.press(ann, first.button(data_prefix="s:"), first.id)
     assert any(m.reply.kind == "task" and m.text != first.text for m in replies)
+
+
+async def test_paused_worker_reads_why(world: World) -> None:
+    items = "id,text,gold\n" + "".join(
+        f"{i},picture {i},{'cat' if i % 2 else ''}\n" for i in range(30)
+    )
+    spec = (
+        "name: pets\ntype: choice\nlabels: [cat, dog]\ninstructions: Which pet?\n"
+        "overlap: 2\nreward: 5\ngold_ratio: 0.5\nqualification: 8\nmin_skill: 0.7\n"
+    )
+    await world.chat.upload(world.requester, "p.yaml", spec.encode())
+    await world.chat.upload(world.requester, "items.csv", items.encode())
+    await world.chat.command(world.requester, "/launch")
+    ann = await world.worker(1)
+    for _ in range(8):
+        [task] = await world.chat.command(ann, "/task")
+        if not task.buttons:
+            break
+        world.clock.advance(5)
+        await world.chat.press(ann, task.button("dog"), task.id)  # always wrong on gold
+    [reply] = await world.chat.command(ann, "/task")
+    assert "No tasks" in reply.text
+    assert "too low for this project" in reply.text

@@ -573,6 +573,17 @@ class Engine:
             return True
         return self.rng.random() < float(row["ratio"] or 0.0)
 
+    async def paused_projects(self, user_id: int) -> list[tuple[str, str]]:
+        """(project name, reason msgid) of live projects paused for this worker."""
+        async with self.db.read() as tx:
+            rows = await tx.all(
+                "SELECT p.name, s.reason FROM user_skills s JOIN projects p"
+                " ON s.skill = 'project:' || p.id WHERE s.user_id = ? AND s.paused = 1"
+                " AND p.state = 'live'",
+                (user_id,),
+            )
+        return [(str(r["name"]), str(r["reason"])) for r in rows]
+
     async def skip(self, user_id: int, assignment_id: int) -> bool:
         async with self.db.transaction() as tx:
             n = await tx.run(

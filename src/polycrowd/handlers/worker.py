@@ -190,7 +190,16 @@ async def _next(ctx: Context, event: Event) -> list[Reply]:
         ]
     t = await ctx.engine.next_task(ctx.user.id, chat_id=event.chat_id, platform=event.platform)
     if t is None:
-        return [ctx.text(N_("No tasks for you right now. I will remind you when there are."))]
+        paused = await ctx.engine.paused_projects(ctx.user.id)
+        notes = [
+            Msg(N_("Project “%(name)s”: %(reason)s"), {"name": name, "reason": Msg(reason)})
+            for name, reason in paused
+        ]
+        return [
+            Reply.of(
+                Msg(N_("No tasks for you right now. I will remind you when there are.")), *notes
+            )
+        ]
     return [render_task(t, ctx.lang)]
 
 
