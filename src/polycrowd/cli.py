@@ -58,9 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=60, help="simulated workers (default 60)")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument(
-        "--model",
+        "--rules-only",
         action="store_true",
-        help="also run the MiniLM checker model (needs the [ml] extra)",
+        help="check answers with the rules alone (default: rules + the MiniLM model when the"
+        " [ml] extra is installed)",
     )
 
     cmd(
@@ -180,7 +181,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    base = Settings.from_env({"POLYCROWD_CHECKER_HEAD": "similarity"} if args.model else {})
+    from polycrowd.models.checker import ml_available
+
+    use_model = not args.rules_only and ml_available()
+    base = Settings.from_env({"POLYCROWD_CHECKER_HEAD": "similarity"} if use_model else {})
     say = (lambda m: print(f"… {m}", file=sys.stderr)) if sys.stderr.isatty() else None
     result = asyncio.run(
         run_demo(
