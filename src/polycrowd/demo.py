@@ -437,7 +437,8 @@ def summary(result: dict[str, Any]) -> str:
             f"Krippendorff's alpha {r['krippendorff_alpha']}",
             f"  blocked by the moderator: {r['blocked']}, flags: {r['flags']}",
             f"  paraphrases: {r['text_answers']} accepted ({r['text_review']} sent to review),"
-            f" {r['text_rejections']} rejected by the checker ({', '.join(r['checker_versions'])})",
+            f" {r['text_rejections']} rejected by the checker"
+            f" ({', '.join(r['checker_versions'])})",
             f"  credits {r['credits_total'] / 100:.2f} in {r['ledger_entries']} ledger entries, "
             f"audit {'OK' if r['ledger_ok'] else 'FAILED'}",
             f"  {r['seconds']:.1f} s",
