@@ -64,12 +64,23 @@ def test_similarity_thresholds_come_from_the_project_config(encoder: Path) -> No
     assert rejected.score == reviewed.score == accepted.score
 
 
-def test_batched_and_single_predictions_agree(encoder: Path) -> None:
-    checker = BertChecker(encoder, "similarity", "cpu")
-    requests = [text(" ".join(WORDS[i : i + 3 + i % 4])) for i in range(8)]
+@pytest.mark.parametrize("max_batch_tokens", [8, 64, 4096])
+def test_batched_and_single_predictions_agree(encoder: Path, max_batch_tokens: int) -> None:
+    checker = BertChecker(encoder, "similarity", "cpu", max_batch_tokens=max_batch_tokens)
+    requests = [text(" ".join(WORDS[i : i + 1 + i % 5] * (1 + i % 3))) for i in range(8)]
     batched = [v.score for v in checker.predict(requests)]
     single = [checker.predict([r])[0].score for r in requests]
     assert batched == pytest.approx(single, abs=1e-4)
+
+
+def test_length_buckets_bound_the_padded_size() -> None:
+    lengths = [5, 50, 6, 7, 48, 5, 9]
+    groups = bert.length_buckets(lengths, 20)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 20
+    assert groups[0] == [0, 5, 2]  # shortest first, stable among equals
+    assert bert.length_buckets([], 10) == []
 
 
 def test_mean_pool_ignores_padding() -> None:

@@ -104,10 +104,8 @@ def test_stratified_split_keeps_every_class_and_is_seeded() -> None:
 
 def test_report_format_is_a_table() -> None:
     rows = (ClassMetrics("pos", 0.9, 0.8, 0.847, 10), ClassMetrics("neg", 0.8, 0.9, 0.847, 10))
-    report = TrainReport(
-        "v1", "/m", "classifier", ("neg", "pos"), rows, ClassMetrics("macro avg", 0.85, 0.85,
-        0.847, 20), 0.85, 80, 20,
-    )  # fmt: skip
+    macro = ClassMetrics("macro avg", 0.85, 0.85, 0.847, 20)
+    report = TrainReport("v1", "/m", "classifier", ("neg", "pos"), rows, macro, 0.85, 80, 20)
     text = report.format()
     assert "precision" in text and "recall" in text and "f1-score" in text
     assert "macro avg" in text and "accuracy" in text
@@ -161,8 +159,8 @@ def test_train_classifier_save_load_predict(base: Path, tmp_path: Path) -> None:
     assert top == "pos" and 0.5 <= confidence <= 1.0
 
     def pick(answer: str, **config: float) -> CheckRequest:
-        return CheckRequest(1, "choice", ("pos", "neg"), "love great happy nice", "en",
-                            answer, 5.0, config=config)  # fmt: skip
+        item = "love great happy nice"
+        return CheckRequest(1, "choice", ("pos", "neg"), item, "en", answer, 5.0, config=config)
 
     agree, disagree, strict = checker.predict(
         [pick("pos"), pick("neg"), pick("neg", review_confidence=0.0)]
@@ -216,8 +214,9 @@ def test_train_classifier_rejects_bad_input(base: Path, tmp_path: Path) -> None:
 # -- tagger -----------------------------------------------------------------------------------
 def test_train_tagger_save_load_predict(base: Path, tmp_path: Path) -> None:
     tokens_list, tags_list = ner_data()
-    report = train_tagger(tokens_list, tags_list, base, tmp_path, epochs=5, seed=0,
-                          learning_rate=1e-3)  # fmt: skip
+    report = train_tagger(
+        tokens_list, tags_list, base, tmp_path, epochs=5, seed=0, learning_rate=1e-3
+    )
     assert report.kind == "tagger"
     assert report.labels == ("O", "B-LOC", "B-PER")
     assert [r.label for r in report.per_class] == ["LOC", "PER"]
@@ -235,11 +234,13 @@ def test_train_tagger_save_load_predict(base: Path, tmp_path: Path) -> None:
     def spans(answer: str) -> CheckRequest:
         return CheckRequest(1, "spans", ("PER", "LOC"), text, "en", answer, 9.0)
 
-    right, wrong, nothing, pick = checker.predict(
-        [spans("0-1:PER;3-4:LOC"), spans("1-2:LOC"), spans(""),
-         CheckRequest(1, "choice", ("a",), text, "en", "a", 9.0)]
-    )  # fmt: skip
+    blank = CheckRequest(1, "spans", ("PER", "LOC"), "", "en", "", 9.0)
+    choice = CheckRequest(1, "choice", ("a",), text, "en", "a", 9.0)
+    right, wrong, nothing, empty_item, pick = checker.predict(
+        [spans("0-1:PER;3-4:LOC"), spans("1-2:LOC"), spans(""), blank, choice]
+    )
     assert right.decision is Decision.ACCEPT and right.score == 1.0
     assert wrong.decision is Decision.REVIEW and wrong.reason == rules.R_SPANS_DISAGREE
     assert nothing.decision is Decision.REVIEW and nothing.score == 0.0
+    assert empty_item.decision is Decision.ACCEPT  # no tokens: nothing to disagree about
     assert pick.decision is Decision.ACCEPT and pick.score == 0.5  # not a spans task

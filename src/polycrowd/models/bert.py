@@ -37,7 +37,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEADS = ("similarity", "classifier", "tagger")
+# padded tokens per forward pass: small on CPU (padding costs real time there), large on GPU
+CPU_BATCH_TOKENS = 1024
+GPU_BATCH_TOKENS = 65536
 META_FILE = "polycrowd.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 _SHORT = {"similarity": "sim", "classifier": "clf", "tagger": "tag"}
@@ -128,21 +131,66 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
+def length_buckets(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped by length so that a group padded to its longest member holds at
+    most ``max_tokens`` tokens (a single longer sequence gets a group of its own).
+
+    A batch is padded to its longest sequence; one long answer among short ones would
+    otherwise multiply the work of the whole batch.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) + 1) * lengths[i] > max_tokens:
+            groups.append(current)
+            current = []
+        current.append(i)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _batches(
+    tokenizer: Any,
+    inputs: tuple[Sequence[Any], ...],
+    max_length: int,
+    max_tokens: int,
+    **kwargs: Any,
+) -> Iterator[tuple[list[int], Any]]:
+    """(indices, padded encoding) per length bucket of the inputs (texts, optional pairs)."""
+    ids = tokenizer(*(list(x) for x in inputs), truncation=True, max_length=max_length, **kwargs)
+    for idx in length_buckets([len(x) for x in ids["input_ids"]], max_tokens):
+        chunk = tuple([x[i] for i in idx] for x in inputs)
+        enc = tokenizer(
+            *chunk,
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+            **kwargs,
+        )
+        yield idx, enc
+
+
 def encode(
-    model: Any, tokenizer: Any, texts: Sequence[str], device: str, max_length: int
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    device: str,
+    max_length: int,
+    max_tokens: int = CPU_BATCH_TOKENS,
 ) -> npt.NDArray[np.float32]:
-    """Sentence embeddings (N, H), one forward pass for all texts."""
+    """Sentence embeddings (N, H), texts of similar length batched together."""
+    import numpy as np
     import torch
 
-    enc = tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    ).to(device)
+    out: npt.NDArray[np.float32] = np.zeros((len(texts), model.config.hidden_size), np.float32)
     with torch.inference_mode():
-        out = model(**enc)
-    emb: npt.NDArray[np.float32] = (
-        mean_pool(out.last_hidden_state, enc["attention_mask"]).cpu().numpy()
-    )
-    return emb
+        for idx, enc in _batches(tokenizer, (texts,), max_length, max_tokens):
+            enc = enc.to(device)
+            hidden = model(**enc).last_hidden_state
+            out[idx] = mean_pool(hidden, enc["attention_mask"]).cpu().numpy()
+    return out
 
 
 def classify(
@@ -152,22 +200,21 @@ def classify(
     pairs: Sequence[str] | None,
     device: str,
     max_length: int,
+    max_tokens: int = CPU_BATCH_TOKENS,
 ) -> npt.NDArray[np.float32]:
     """Class probabilities (N, C): softmax, or sigmoid for a multi-label model."""
+    import numpy as np
     import torch
 
-    args: tuple[list[str], ...] = (list(texts),) if pairs is None else (list(texts), list(pairs))
-    enc = tokenizer(
-        *args, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    ).to(device)
+    multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
+    inputs = (texts,) if pairs is None else (texts, pairs)
+    out: npt.NDArray[np.float32] = np.zeros((len(texts), model.config.num_labels), np.float32)
     with torch.inference_mode():
-        logits = model(**enc).logits.to(torch.float32)
-    if getattr(model.config, "problem_type", None) == "multi_label_classification":
-        probs = torch.sigmoid(logits)
-    else:
-        probs = torch.softmax(logits, dim=-1)
-    result: npt.NDArray[np.float32] = probs.cpu().numpy()
-    return result
+        for idx, enc in _batches(tokenizer, inputs, max_length, max_tokens):
+            logits = model(**enc.to(device)).logits.to(torch.float32)
+            probs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+            out[idx] = probs.cpu().numpy()
+    return out
 
 
 def tag_words(
@@ -176,34 +223,31 @@ def tag_words(
     words_list: Sequence[Sequence[str]],
     device: str,
     max_length: int,
+    max_tokens: int = CPU_BATCH_TOKENS,
 ) -> list[list[str | None]]:
     """The BIO label of each word (its first sub-token); ``None`` for words cut off by
-    ``max_length``."""
+    ``max_length``. An empty word list gets an empty result."""
     import torch
 
-    enc = tokenizer(
-        [list(w) for w in words_list],
-        is_split_into_words=True,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-    word_ids = [enc.word_ids(i) for i in range(len(words_list))]
-    with torch.inference_mode():
-        logits = model(**enc.to(device)).logits
-    pred = logits.argmax(dim=-1).cpu().tolist()
     id2label = model.config.id2label
-    result: list[list[str | None]] = []
-    for i, words in enumerate(words_list):
-        labels: list[str | None] = [None] * len(words)
-        seen: set[int] = set()
-        for pos, wid in enumerate(word_ids[i]):
-            if wid is None or wid in seen:
-                continue
-            seen.add(wid)
-            labels[wid] = str(id2label[pred[i][pos]])
-        result.append(labels)
+    result: list[list[str | None]] = [[None] * len(words) for words in words_list]
+    nonempty = [i for i, words in enumerate(words_list) if words]  # nothing to tag otherwise
+    words = [list(words_list[i]) for i in nonempty]
+    if not words:
+        return result
+    with torch.inference_mode():
+        for idx, enc in _batches(
+            tokenizer, (words,), max_length, max_tokens, is_split_into_words=True
+        ):
+            word_ids = [enc.word_ids(j) for j in range(len(idx))]
+            pred = model(**enc.to(device)).logits.argmax(dim=-1).cpu().tolist()
+            for j, k in enumerate(idx):
+                labels = result[nonempty[k]]
+                seen: set[int] = set()
+                for pos, wid in enumerate(word_ids[j]):
+                    if wid is not None and wid not in seen:
+                        seen.add(wid)
+                        labels[wid] = str(id2label[pred[j][pos]])
     return result
 
 
@@ -247,6 +291,7 @@ class BertChecker:
         languages: Collection[str] | None = None,
         thresholds: Mapping[str, float] | None = None,
         max_length: int = 256,
+        max_batch_tokens: int | None = None,
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"unknown checker head {head!r}; expected one of {HEADS}")
@@ -258,6 +303,8 @@ class BertChecker:
         self.head = head
         self.requested_device = device
         self.max_length = max_length
+        self.max_batch_tokens = max_batch_tokens or CPU_BATCH_TOKENS
+        self._auto_batch_tokens = max_batch_tokens is None
         self.meta = read_meta(self.path)
         is_default = default is not None and self.path == Path(default)
         base = name or str(self.meta.get("version") or ("minilm" if is_default else ""))
@@ -319,6 +366,8 @@ class BertChecker:
         if device.startswith("cuda"):
             model.half()
         model.to(device)
+        if self._auto_batch_tokens and device.startswith("cuda"):
+            self.max_batch_tokens = GPU_BATCH_TOKENS
         _ = self.model_version
         self._tokenizer, self._model, self.device = tokenizer, model, device
         log.info("checker model %s loaded on %s", self.model_version, device)
@@ -377,9 +426,20 @@ class BertChecker:
         if self.head != "classifier":
             raise ValueError("predict_labels needs the classifier head")
         self.load()
-        probs = classify(self._model, self._tokenizer, texts, None, self.device, self.max_length)
+        probs = self._classify(texts, None)
         id2label = self._model.config.id2label
         return [(str(id2label[int(p.argmax())]), float(p.max())) for p in probs]
+
+    def _classify(self, texts: Sequence[str], pairs: Sequence[str] | None) -> Any:
+        return classify(
+            self._model,
+            self._tokenizer,
+            texts,
+            pairs,
+            self.device,
+            self.max_length,
+            self.max_batch_tokens,
+        )
 
     def _threshold(self, req: CheckRequest, key: str) -> float:
         value = req.config.get(key)
@@ -389,7 +449,14 @@ class BertChecker:
 
     def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         texts = [r.item_text for r in requests] + [r.answer for r in requests]
-        emb = encode(self._model, self._tokenizer, texts, self.device, self.max_length)
+        emb = encode(
+            self._model,
+            self._tokenizer,
+            texts,
+            self.device,
+            self.max_length,
+            self.max_batch_tokens,
+        )
         n = len(requests)
         cosines = (emb[:n] * emb[n:]).sum(axis=1)
         out = []
@@ -407,19 +474,17 @@ class BertChecker:
         out: list[Verdict | None] = [None] * len(requests)
         pair_idx = [i for i, r in enumerate(requests) if r.task_type == "text"]
         item_idx = [i for i, r in enumerate(requests) if r.task_type != "text"]
-        model, tok, dev, maxlen = self._model, self._tokenizer, self.device, self.max_length
-        label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
+        config = self._model.config
+        label2id = {str(k): int(v) for k, v in config.label2id.items()}
         if item_idx:
-            probs = classify(
-                model, tok, [requests[i].item_text for i in item_idx], None, dev, maxlen
-            )
-            multi_label = model.config.problem_type == "multi_label_classification"
+            probs = self._classify([requests[i].item_text for i in item_idx], None)
+            multi_label = config.problem_type == "multi_label_classification"
             for i, p in zip(item_idx, probs, strict=True):
                 out[i] = self._label_verdict(requests[i], p.tolist(), label2id, multi_label)
         if pair_idx:
             items = [requests[i].item_text for i in pair_idx]
             answers = [requests[i].answer for i in pair_idx]
-            probs = classify(model, tok, items, answers, dev, maxlen)
+            probs = self._classify(items, answers)
             good = label2id.get(str(self.meta.get("good_label", "good")))
             if good is None:
                 good = 1 if len(label2id) == 2 else 0
@@ -463,19 +528,16 @@ class BertChecker:
     def _tagger(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         words_list = [span_tokens(r.item_text) for r in requests]
         out: list[Verdict] = []
-        nonempty = [i for i, w in enumerate(words_list) if w]
-        tags: dict[int, list[str | None]] = {}
-        if nonempty:
-            predicted = tag_words(
-                self._model,
-                self._tokenizer,
-                [words_list[i] for i in nonempty],
-                self.device,
-                self.max_length,
-            )
-            tags = dict(zip(nonempty, predicted, strict=True))
+        tags = tag_words(
+            self._model,
+            self._tokenizer,
+            words_list,
+            self.device,
+            self.max_length,
+            self.max_batch_tokens,
+        )
         for i, req in enumerate(requests):
-            word_tags = tags.get(i, [])
+            word_tags = tags[i]
             try:
                 spans = parse_spans(
                     req.answer,

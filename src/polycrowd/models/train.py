@@ -161,8 +161,8 @@ def stratified_split(
     return [int(i) for i in rng.permutation(train)], sorted(test)
 
 
-def _batches(n: int, size: int, rng: np.random.Generator | None = None) -> Iterator[list[int]]:
-    order = rng.permutation(n).tolist() if rng is not None else list(range(n))
+def _shuffled_batches(n: int, size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    order = rng.permutation(n).tolist()
     for start in range(0, n, size):
         yield order[start : start + size]
 
@@ -266,7 +266,7 @@ def _train_loop(
     model.train()
     for epoch in range(epochs):
         total = 0.0
-        for idx in _batches(n, batch_size, rng):
+        for idx in _shuffled_batches(n, batch_size, rng):
             loss = model(**make_batch(idx).to(device)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -372,21 +372,10 @@ def _predict_labels(
     pairs: Sequence[str] | None,
     device: str,
     max_length: int,
-    chunk: int = 64,
 ) -> list[str]:
+    probs = classify(model, tokenizer, texts, pairs, device, max_length)
     id2label = model.config.id2label
-    out: list[str] = []
-    for idx in _batches(len(texts), chunk):
-        probs = classify(
-            model,
-            tokenizer,
-            [texts[i] for i in idx],
-            None if pairs is None else [pairs[i] for i in idx],
-            device,
-            max_length,
-        )
-        out += [str(id2label[int(j)]) for j in probs.argmax(axis=1)]
-    return out
+    return [str(id2label[int(j)]) for j in probs.argmax(axis=1)]
 
 
 def evaluate(
@@ -426,25 +415,6 @@ def _entity_report(
     y_pred = [entity_of(t) or "O" for tags in predicted for t in tags]
     entities = sorted({e for t in tag_names if (e := entity_of(t)) is not None})
     return classification_report(y_true, y_pred, entities)
-
-
-def _predict_tags(
-    model: Any,
-    tokenizer: Any,
-    tokens_list: Sequence[Sequence[str]],
-    device: str,
-    max_length: int,
-    chunk: int = 64,
-) -> list[list[str | None]]:
-    out: list[list[str | None]] = []
-    for idx in _batches(len(tokens_list), chunk):
-        words = [tokens_list[i] for i in idx]
-        nonempty = [w for w in words if w]
-        tagged = iter(
-            tag_words(model, tokenizer, nonempty, device, max_length) if nonempty else []
-        )
-        out += [next(tagged) if w else [] for w in words]
-    return out
 
 
 def train_tagger(
@@ -517,7 +487,7 @@ def train_tagger(
     )
     gold = [tags_list[i] for i in test_idx]
     test_tokens = [tokens_list[i] for i in test_idx]
-    predicted = _predict_tags(model, tokenizer, test_tokens, device, max_length)
+    predicted = tag_words(model, tokenizer, test_tokens, device, max_length)
     per_class, macro, accuracy = _entity_report(gold, predicted, names)
     report = TrainReport(
         _new_version(name, out),
@@ -545,7 +515,7 @@ def evaluate_tagger(
     """Score a saved tagger folder on tagged examples."""
     model, tokenizer, device = _load(model_dir, "tagger", device)
     names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-    predicted = _predict_tags(model, tokenizer, tokens_list, device, max_length)
+    predicted = tag_words(model, tokenizer, tokens_list, device, max_length)
     return _eval_report(
         model_dir, "tagger", names, len(tokens_list), *_entity_report(tags_list, predicted, names)
     )
