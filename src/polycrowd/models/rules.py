@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polycrowd.engine.checking import CheckRequest, Decision, Verdict
+from polycrowd.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ MODEL_VERSION = "rules-1"
 
 #: ``detect(text) -> (ISO 639-1 code or None, confidence 0..1)``
 LanguageDetect = Callable[[str], tuple[str | None, float]]
-
-
-def N_(message: str) -> str:
-    """Mark a message id for extraction; translation happens where it is shown."""
-    return message
 
 
 # -- reasons (gettext msgids) ---------------------------------------------------------------

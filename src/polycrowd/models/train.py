@@ -118,7 +118,7 @@ class TrainReport:
                 f"{r.label:>{width}} {r.precision:>9.{digits}f} {r.recall:>9.{digits}f}"
                 f" {r.f1:>9.{digits}f} {r.support:>9}"
             )
-        n = self.macro.support if self.kind == "tagger" else self.n_test
+        n = "" if self.kind == "tagger" else self.n_test  # tagger accuracy counts tokens
         lines += [
             "",
             f"{'accuracy':>{width}} {'':>9} {'':>9} {self.accuracy:>9.{digits}f} {n:>9}",
