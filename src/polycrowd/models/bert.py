@@ -354,6 +354,8 @@ class BertChecker:
     def _load(self) -> None:
         import transformers
 
+        # A chat service logs; it does not draw progress bars on stderr.
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         device = resolve_device(self.requested_device)
         auto = {
             "similarity": transformers.AutoModel,
