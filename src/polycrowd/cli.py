@@ -219,7 +219,10 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
             ]
         pid = _project_id(args.target)
         if args.action == "status":
-            return (await engine.status(pid)).as_dict()
+            return {
+                **(await engine.status(pid)).as_dict(),
+                "checker": await engine.checker_stats(pid),
+            }
         state = "live" if args.action == "launch" else "paused"
         project = await engine.set_state(None, pid, state)
         return {"project": project.id, "state": project.state}

@@ -292,6 +292,7 @@ async def test_model_that_fails_on_gold_is_switched_to_review(
     assert statuses[:5] == ["retry"] * 5  # the model still decides...
     assert statuses[5] == "review"  # ...until it is caught failing on gold
     assert (await engine.get_project(project.id)).checker["mode"] == "review"
+    assert (await engine.checker_stats(project.id))["bad@1"]["gold_accuracy"] == 0.0
     assert any(f.kind == "checker_drift" for f in await engine.open_flags(50))
 
 
@@ -333,3 +334,23 @@ async def test_blocking_discards_labels_and_reopens_items(
     rows = await engine.export_rows(pid)
     assert all(r["label"] == "yes" and len(r["worker_answers"]) == 1 for r in rows)
     assert (await engine.audit()).ok
+
+
+class AlwaysAcceptModel:
+    async def check(self, batch: Sequence[CheckRequest]) -> list[Verdict]:
+        return [Verdict(Decision.ACCEPT, 0.9, "", "lenient@1") for _ in batch]
+
+
+async def test_checker_agreement_with_results_is_tracked(db: Database, clock: FakeClock) -> None:
+    engine = Engine(db, AlwaysAcceptModel(), LanguageDetector("script").detect, clock=clock)
+    pid = await _project(engine, 1, overlap=3, overlap_max=3, confidence_target=0.6)
+    for n, label in enumerate(["yes", "yes", "no"]):
+        w = await _worker(engine, n)
+        task = await engine.next_task(w)
+        assert task is not None
+        clock.advance(5)
+        await engine.submit(w, task.assignment.id, label)
+    stats = (await engine.checker_stats(pid))["lenient@1"]
+    # it accepted all three, but the crowd says one was wrong
+    assert stats["results_seen"] == 3 and stats["result_agreement"] == round(2 / 3, 4)
+    assert stats["gold_seen"] == 0 and stats["gold_accuracy"] is None

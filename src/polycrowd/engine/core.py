@@ -499,6 +499,27 @@ class Engine:
             krippendorff_alpha=await self._alpha(project),
         )
 
+    async def checker_stats(self, project_id: int) -> dict[str, dict[str, Any]]:
+        """Per model version: accuracy on gold and agreement with confident results."""
+        async with self.db.read() as tx:
+            rows = await tx.all(
+                "SELECT * FROM checker_stats WHERE project_id = ? ORDER BY model_version",
+                (project_id,),
+            )
+
+        def share(n: int, k: int) -> float | None:
+            return round(k / n, 4) if n else None
+
+        return {
+            str(r["model_version"]): {
+                "gold_seen": r["seen"],
+                "gold_accuracy": share(r["seen"], r["agree"]),
+                "results_seen": r["result_seen"],
+                "result_agreement": share(r["result_seen"], r["result_agree"]),
+            }
+            for r in rows
+        }
+
     async def _alpha(self, project: Project) -> float | None:
         if project.task_type not in (TaskType.CHOICE, TaskType.IMAGE):
             return None
@@ -856,7 +877,8 @@ class Engine:
     async def _update_item(self, tx: Tx, project: Project, item_id: int) -> None:
         """Re-estimate one item after an answer; close it or widen its overlap."""
         rows = await tx.all(
-            "SELECT a.worker_id, a.payload, COALESCE(s.mean, ?) AS skill FROM answers a"
+            "SELECT a.worker_id, a.payload, a.decision, a.model_version,"
+            " COALESCE(s.mean, ?) AS skill FROM answers a"
             " LEFT JOIN user_skills s ON s.user_id = a.worker_id AND s.skill = ?"
             " WHERE a.item_id = ? AND a.status IN ('accepted', 'review')",
             (quality.Skill().mean, project.skill, item_id),
@@ -885,8 +907,20 @@ class Engine:
             (item_id, project.id, label, confidence, agreement, len(rows), self.clock()),
         )
         if done and project.task_type.has_buttons:
-            # Agreement with a confident result is (weaker) evidence of skill.
+            # Agreement with a confident result is (weaker) evidence of skill, and tells how
+            # often the checker model agreed with the crowd.
             for r in rows:
+                if confidence >= project.confidence_target and _is_model_version(
+                    str(r["model_version"])
+                ):
+                    agree = (r["decision"] == "accept") == _same_answer(r["payload"], label)
+                    await tx.run(
+                        "INSERT INTO checker_stats(project_id, model_version, result_seen,"
+                        " result_agree) VALUES (?, ?, 1, ?) ON CONFLICT(project_id,"
+                        " model_version) DO UPDATE SET result_seen = result_seen + 1,"
+                        " result_agree = result_agree + excluded.result_agree",
+                        (project.id, r["model_version"], int(agree)),
+                    )
                 await self._observe_skill(
                     tx,
                     int(r["worker_id"]),
@@ -1629,8 +1663,12 @@ def _normalize_payload(project: Project, payload: str) -> str:
     return text
 
 
+def _is_model_version(version: str) -> bool:
+    return not version.startswith(("rules", "unavailable", "duplicate"))
+
+
 def _is_model(verdict: Verdict) -> bool:
-    return not verdict.model_version.startswith(("rules", "unavailable", "duplicate"))
+    return _is_model_version(verdict.model_version)
 
 
 def _in_mode(project: Project, verdict: Verdict) -> Verdict:

@@ -196,12 +196,15 @@ CREATE INDEX ix_flags_open ON flags(state, created_at);
 CREATE UNIQUE INDEX ux_flags_open_kind ON flags(kind, user_id, IFNULL(answer_id, 0))
     WHERE state = 'open';
 
--- How often the checker model's verdict matched the truth on gold items, per version.
+-- How often the checker model's verdict matched the truth (gold items) and the crowd
+-- (confident results), per model version.
 CREATE TABLE checker_stats (
     project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
     model_version TEXT NOT NULL,
-    seen INTEGER NOT NULL DEFAULT 0,
-    agree INTEGER NOT NULL DEFAULT 0,
+    seen INTEGER NOT NULL DEFAULT 0,          -- gold answers judged
+    agree INTEGER NOT NULL DEFAULT 0,         -- ... where accept == the answer was right
+    result_seen INTEGER NOT NULL DEFAULT 0,   -- answers on confidently aggregated items
+    result_agree INTEGER NOT NULL DEFAULT 0,  -- ... where accept == it matched the result
     PRIMARY KEY (project_id, model_version)
 );
 
