@@ -60,7 +60,12 @@ from telegram.ext import (
     TypeHandler,
 )
 
-from polycrowd.bot.outbound import OutboundLimits, OutboundQueue
+from polycrowd.bot.outbound import (
+    AiohttpRequest,
+    OutboundLimits,
+    OutboundQueue,
+    aiohttp_available,
+)
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Document, Event, EventKind, Reply
 from polycrowd.i18n import N_, Msg
@@ -250,6 +255,8 @@ class TelegramAdapter:
         *,
         limits: OutboundLimits | None = None,
         concurrency: int = 256,
+        connection_pool: int = 0,
+        transport: str = "auto",
         poll_timeout: float = 10.0,
         coalesce: bool = True,
     ) -> None:
@@ -258,6 +265,14 @@ class TelegramAdapter:
         self.translator = app.translator
         self.queue = OutboundQueue(limits)
         self.concurrency = concurrency
+        wire = self.queue.limits.max_in_flight
+        # a few connections beyond the queue's for downloads, which do not pass through it
+        self.connection_pool = connection_pool or (wire + 4 if wire > 0 else 256)
+        if transport == "auto":
+            transport = "aiohttp" if aiohttp_available() else "httpx"
+        if transport not in ("aiohttp", "httpx"):
+            raise ValueError(f"unknown transport {transport!r}: aiohttp, httpx or auto")
+        self.transport = transport
         self.poll_timeout = poll_timeout
         self.coalesce = coalesce
         self.username = ""
@@ -284,7 +299,7 @@ class TelegramAdapter:
         if not s.telegram_token:
             raise ValueError("POLYCROWD_TELEGRAM_TOKEN is not set")
         api = s.telegram_api_url.rstrip("/")
-        application: TgApplication = (
+        builder = (
             ApplicationBuilder()
             .token(s.telegram_token)
             .base_url(f"{api}/bot")
@@ -292,8 +307,13 @@ class TelegramAdapter:
             .rate_limiter(self.queue)
             .concurrent_updates(PerUserUpdates(self.concurrency))
             .job_queue(None)  # the app's own scheduler runs the periodic work
-            .build()
         )
+        if self.transport == "aiohttp":
+            builder = builder.request(AiohttpRequest(self.connection_pool))
+            builder = builder.get_updates_request(AiohttpRequest(2))
+        else:
+            builder = builder.connection_pool_size(self.connection_pool)
+        application: TgApplication = builder.build()
         application.add_handler(TypeHandler(Update, self._on_update))
         application.add_error_handler(self._on_error)
         return application
