@@ -172,12 +172,26 @@ async def telegram_app(
 
 
 @pytest.fixture
+def telegram_transport() -> str:
+    """The HTTP backend under PTB (a test parametrizes it to cover both)."""
+    return "auto"
+
+
+@pytest.fixture
 async def telegram_bot(
-    telegram_fake: FakeTelegram, telegram_app: App, telegram_clock: TelegramClock
+    telegram_fake: FakeTelegram,
+    telegram_app: App,
+    telegram_clock: TelegramClock,
+    telegram_transport: str,
 ) -> AsyncIterator[TelegramHarness]:
     """The adapter started (long polling) against the fake; stopped after the test."""
     # Telegram's limits, ten times faster, so that the tests do not wait on the 1 msg/s rule
-    adapter = TelegramAdapter(telegram_app, limits=OutboundLimits().scaled(10), poll_timeout=5)
+    adapter = TelegramAdapter(
+        telegram_app,
+        limits=OutboundLimits().scaled(10),
+        poll_timeout=5,
+        transport=telegram_transport,
+    )
     telegram_app.add_adapter(adapter)
     await adapter.start()
     try:

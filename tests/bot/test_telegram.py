@@ -77,6 +77,7 @@ async def ledger_credits(h: TelegramHarness) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------------------- workers
 
 
+@pytest.mark.parametrize("telegram_transport", ["aiohttp", "httpx"])
 async def test_worker_first_task_to_credit(telegram_bot: TelegramHarness) -> None:
     h = telegram_bot
     await live_project(h)
@@ -125,6 +126,7 @@ async def test_commands_menu_and_bot_mention(telegram_bot: TelegramHarness) -> N
 # ------------------------------------------------------------------------------- requesters
 
 
+@pytest.mark.parametrize("telegram_transport", ["aiohttp", "httpx"])
 async def test_requester_upload_launch_status_export(telegram_bot: TelegramHarness) -> None:
     h = telegram_bot
     rita = h.user(200, "Rita")
@@ -276,6 +278,20 @@ async def test_429_is_retried_and_the_message_arrives(telegram_bot: TelegramHarn
     await h.message(ann.id, "Commands:", since)
     assert h.fake.http_429 == 1
     assert h.adapter.queue.stats.retried_429 == 1
+    assert len(h.fake.sent_messages(ann.id)) == 1
+
+
+@pytest.mark.parametrize("telegram_transport", ["aiohttp", "httpx"])
+async def test_network_errors_are_retried(telegram_bot: TelegramHarness) -> None:
+    h = telegram_bot
+    ann = h.user(510, "Ann")
+    h.fake.fail_next("sendMessage", drop_connection=True)
+    h.fake.fail_next("sendMessage", status=502)
+    since = h.mark()
+    ann.say("/help")
+    await h.message(ann.id, "Commands:", since)
+    assert h.adapter.queue.stats.retried_network == 2
+    assert len(h.fake.sent_messages(ann.id)) == 1
 
 
 async def test_redelivered_update_does_not_double_credit(telegram_bot: TelegramHarness) -> None:
