@@ -10,20 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-pytest.importorskip("telegram")
-
 from polycrowd.bot.app import App, build_app
-from polycrowd.bot.outbound import OutboundLimits
-from polycrowd.bot.telegram import TelegramAdapter
 from polycrowd.engine.language import LanguageDetector
 from polycrowd.engine.types import Role
 from polycrowd.models.rules import RulesChecker
 from polycrowd.settings import Settings
 from tests.bot.faketelegram import Call, FakeTelegram, FakeUser, SentMessage
+
+if TYPE_CHECKING:  # python-telegram-bot is imported by the fixtures that need it only
+    from polycrowd.bot.telegram import TelegramAdapter
 
 TELEGRAM_ADMIN_CHAT = -1001000000001
 TELEGRAM_WAIT = 10.0  # only bounds a failing test
@@ -185,6 +184,10 @@ async def telegram_bot(
     telegram_transport: str,
 ) -> AsyncIterator[TelegramHarness]:
     """The adapter started (long polling) against the fake; stopped after the test."""
+    pytest.importorskip("telegram")
+    from polycrowd.bot.outbound import OutboundLimits
+    from polycrowd.bot.telegram import TelegramAdapter
+
     # Telegram's limits, ten times faster, so that the tests do not wait on the 1 msg/s rule
     adapter = TelegramAdapter(
         telegram_app,

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("telegram")
 
-from polycrowd.bot.outbound import OutboundLimits, OutboundQueue, _Slots
+from polycrowd.bot.outbound import OutboundLimits, OutboundQueue, _Slots, redact
 from polycrowd.bot.telegram import (
     MAX_TEXT,
     TelegramAdapter,
@@ -380,6 +380,42 @@ async def test_webhook_mode_checks_the_secret(
         await adapter.stop()
 
 
+async def test_errors_are_logged_and_reach_the_admin_chat(
+    telegram_bot: TelegramHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = telegram_bot
+    ann = h.user(520, "Ann")
+    h.fake.fail_next("sendMessage", status=400, description="Bad Request: chat not found")
+    since = h.mark()
+    ann.say("/help")
+    alert = await h.message(TELEGRAM_ADMIN_CHAT, "The Telegram bot hit an error", since)
+    assert "BadRequest: Chat not found" in alert.plain
+    assert any("failed" in r.message and r.levelname == "ERROR" for r in caplog.records)
+    # the bot keeps serving
+    await h.say(ann, "/help", "Commands:")
+
+
+async def test_a_rejected_token_fails_start_cleanly(
+    telegram_app: object, tmp_path: object
+) -> None:
+    from dataclasses import replace
+
+    from telegram.error import InvalidToken
+
+    from polycrowd.bot.app import App
+
+    assert isinstance(telegram_app, App)
+    async with FakeTelegram(token="42:the-only-token") as strict:
+        telegram_app.settings = replace(
+            telegram_app.settings, telegram_token="42:another", telegram_api_url=strict.url
+        )
+        adapter = TelegramAdapter(telegram_app)
+        with pytest.raises(InvalidToken):
+            await adapter.start()
+        await adapter.stop()  # nothing to stop
+        assert all(r._session is None for r in adapter._requests)
+
+
 # ------------------------------------------------------------------------------- units
 
 
@@ -404,6 +440,13 @@ def test_split_text_keeps_lines_and_entities() -> None:
     emoji = "😀" * 5000  # two UTF-16 units each
     parts = split_text(emoji)
     assert all(text_units(p) <= MAX_TEXT for p in parts) and "".join(parts) == emoji
+
+
+def test_tokens_are_redacted() -> None:
+    url = "https://api.telegram.org/bot123456789:AAFakeTokenForPolycrowdTests_0123456789/getMe"
+    assert (
+        redact(f"cannot reach {url}") == "cannot reach https://api.telegram.org/bot<token>/getMe"
+    )
 
 
 def test_slots_are_first_come_first_served() -> None:

@@ -32,6 +32,7 @@ import asyncio
 import dataclasses
 import datetime as dtm
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Coroutine
@@ -69,7 +70,7 @@ class OutboundLimits:
     max_retries: int = 3
     backoff_s: float = 0.5  # first network-error retry; doubles each time
     max_retry_after_s: float = 300.0  # a longer flood wait is given up on
-    max_in_flight: int = 16  # requests on the wire at once (0: no limit)
+    max_in_flight: int = 64  # requests on the wire at once (0: no limit)
 
     def scaled(self, factor: float) -> OutboundLimits:
         """The same limits ``factor`` times faster (benchmarks against a time-dilated fake)."""
@@ -270,6 +271,14 @@ class OutboundQueue(BaseRateLimiter[int]):
 # The wire -------------------------------------------------------------------------------------
 
 
+_TOKEN = re.compile(r"\d{3,}:[A-Za-z0-9_-]{20,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a bot token replaced (URLs carry the token)."""
+    return _TOKEN.sub("<token>", text)
+
+
 def aiohttp_available() -> bool:
     try:
         import aiohttp  # noqa: F401
@@ -363,4 +372,4 @@ class AiohttpRequest(BaseRequest):
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+            raise NetworkError(redact(f"aiohttp.{type(exc).__name__}: {exc}")) from exc

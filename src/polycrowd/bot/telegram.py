@@ -65,6 +65,7 @@ from polycrowd.bot.outbound import (
     OutboundLimits,
     OutboundQueue,
     aiohttp_available,
+    redact,
 )
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Document, Event, EventKind, Reply
@@ -280,6 +281,7 @@ class TelegramAdapter:
         self._application: TgApplication | None = None
         self._last_alert: dict[str, float] = {}
         self._answered: dict[str, None] = {}  # recent callback query ids, oldest first
+        self._requests: list[AiohttpRequest] = []
 
     # -- lifecycle
 
@@ -309,8 +311,9 @@ class TelegramAdapter:
             .job_queue(None)  # the app's own scheduler runs the periodic work
         )
         if self.transport == "aiohttp":
-            builder = builder.request(AiohttpRequest(self.connection_pool))
-            builder = builder.get_updates_request(AiohttpRequest(2))
+            self._requests = [AiohttpRequest(self.connection_pool), AiohttpRequest(2)]
+            builder = builder.request(self._requests[0])
+            builder = builder.get_updates_request(self._requests[1])
         else:
             builder = builder.connection_pool_size(self.connection_pool)
         application: TgApplication = builder.build()
@@ -322,8 +325,15 @@ class TelegramAdapter:
         httpx_log = logging.getLogger("httpx")
         if httpx_log.level == logging.NOTSET:
             httpx_log.setLevel(logging.WARNING)  # its INFO lines carry the bot token in URLs
+        secret = self._secret() if self.settings.webhook_url else ""
         application = self.build()
-        await application.initialize()  # getMe: checks the token
+        try:
+            await application.initialize()  # getMe: checks the token
+        except BaseException:
+            for request in self._requests:  # PTB leaves them open when getMe fails
+                with contextlib.suppress(Exception):
+                    await request.shutdown()
+            raise
         try:
             self.username = application.bot.username or ""
             await self._set_commands(application)
@@ -331,7 +341,7 @@ class TelegramAdapter:
             updater = application.updater
             assert updater is not None
             if self.settings.webhook_url:
-                self.webhook_secret = self._secret()
+                self.webhook_secret = secret
                 await updater.start_webhook(
                     listen=self.settings.webhook_listen,
                     port=self.settings.webhook_port,
@@ -727,7 +737,7 @@ class TelegramAdapter:
         if now - self._last_alert.get(kind, -ALERT_EVERY_S) < ALERT_EVERY_S:
             return
         self._last_alert[kind] = now
-        detail = f"{kind}: {error}"[:500]
+        detail = redact(f"{kind}: {error}")[:500]
         alert = Reply.of(Msg(BOT_ERROR, {"error": detail}), kind="card")
         try:
             await self.send(self.admin_chat_id, alert, self.settings.default_language)
