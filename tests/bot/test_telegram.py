@@ -3,6 +3,7 @@ real engine, handlers and rules checker on an SQLite file. No timing assertions.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -13,6 +14,7 @@ import pytest
 
 pytest.importorskip("telegram")
 
+from polycrowd.bot.app import run
 from polycrowd.bot.outbound import OutboundLimits, OutboundQueue, _Slots, redact
 from polycrowd.bot.telegram import (
     MAX_TEXT,
@@ -24,7 +26,8 @@ from polycrowd.bot.telegram import (
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Reply
 from polycrowd.i18n import Msg
-from tests.bot.conftest import TELEGRAM_ADMIN_CHAT, TelegramHarness
+from polycrowd.settings import Settings
+from tests.bot.conftest import TELEGRAM_ADMIN_CHAT, TELEGRAM_WAIT, TelegramHarness
 from tests.bot.faketelegram import FakeTelegram, FakeUser, SentMessage
 
 # PTB 22 warns about RetryAfter.retry_after becoming a timedelta whenever one is raised
@@ -414,6 +417,21 @@ async def test_a_rejected_token_fails_start_cleanly(
             await adapter.start()
         await adapter.stop()  # nothing to stop
         assert all(r._session is None for r in adapter._requests)
+
+
+async def test_polycrowd_run_serves_telegram_and_stops(
+    telegram_fake: FakeTelegram, telegram_settings: Settings
+) -> None:
+    """``polycrowd run``'s entry point: the bot beside the scheduler, stopped by an event."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(telegram_settings, stop))
+    await telegram_fake.wait_until(lambda: telegram_fake.polls_waiting > 0, TELEGRAM_WAIT)
+    ann = telegram_fake.user(900, "Ann")
+    ann.say("/help")
+    await telegram_fake.wait_for_message(ann.id, contains="Commands:", timeout=TELEGRAM_WAIT)
+    stop.set()
+    await asyncio.wait_for(task, TELEGRAM_WAIT)
+    assert telegram_fake.polls_waiting == 0
 
 
 # ------------------------------------------------------------------------------- units
