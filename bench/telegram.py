@@ -24,13 +24,16 @@ bot's process holds only the bot; ``--fake-in-process`` puts them in the bot's e
    updates the same way: one message, then presses, each as soon as the previous answer
    arrives.
 
-Telegram's flood limits are applied by the fake (429 with ``retry_after``) and by our
-outbound queue, both ``--rate-scale`` times faster than Telegram's (30 msg/s overall,
-1 msg/s per chat, 20/min per group), so the limiter is in the path but does not bound a
-benchmark of the processing; ``--rate-scale 1`` shows real Telegram limits (both bots are
-then bounded by 30 messages/s). The engine's clock runs ``--dilation`` times faster than
-the wall clock, so that a worker who presses within milliseconds looks like one who read
-the task for a second or two (the fraud rules would flag inhumanly fast workers otherwise).
+Telegram's flood limits (30 msg/s overall, 1 msg/s per chat with bursts of 3, 20/min per
+group) are applied by the fake to polycrowd (429 with ``retry_after``, counted in
+``http_429``) and respected by our outbound queue, both ``--rate-scale`` times faster than
+Telegram's, so that the queue is in the path but does not bound a benchmark of the
+processing; ``--rate-scale 1`` shows what Telegram's real limits do to polycrowd (about 30
+messages/s). The bare echo bot has no rate limiter, and its fake applies no limits.
+
+The engine's clock runs ``--dilation`` times faster than the wall clock, so that a worker
+who presses within milliseconds looks like one who read the task for a second or two (the
+fraud rules would flag inhumanly fast workers otherwise).
 
 Latency is measured per original update: from its injection into the fake to the moment
 the fake records the message the user was waiting for (the next task, or the echo). Updates
@@ -295,17 +298,16 @@ class LoadGenerator:
         self.sim.on_call(call)
 
     async def start(self) -> dict[str, str]:
-        from polycrowd.bot.outbound import OutboundLimits
-
         self.fake = RecordingFake(self._on_call)
         await self.fake.start()
-        limits = OutboundLimits().scaled(self.args.rate_scale)
-        self.fake.set_flood_limits(
-            per_chat=limits.chat_per_s,
-            chat_burst=limits.chat_burst,
-            group_per_minute=limits.group_per_min,
-            overall=limits.overall_per_s,
-        )
+        if getattr(self.args, "flood", True):
+            scale = self.args.rate_scale  # Telegram's limits, as the fake models them, scaled
+            self.fake.set_flood_limits(
+                per_chat=1.0 * scale,
+                chat_burst=3.0,
+                group_per_minute=20.0 * scale,
+                overall=30.0 * scale,
+            )
         return {"url": self.fake.url, "token": self.fake.token}
 
     async def stop(self) -> None:
@@ -585,7 +587,7 @@ async def run_echo(args: argparse.Namespace, target: int) -> dict[str, Any]:
         text = f"echo: {query.data}"
         await context.bot.send_message(query.message.chat.id, text, reply_markup=keyboard)
 
-    gen = Generator(args)
+    gen = Generator(argparse.Namespace(**{**vars(args), "flood": False}))  # no limiter: no limits
     info = await gen.start()
     builder = ApplicationBuilder().token(info["token"])
     builder = builder.base_url(f"{info['url']}/bot").base_file_url(f"{info['url']}/file/bot")

@@ -44,10 +44,7 @@ from telegram import (
     BotCommandScopeChat,
     BotCommandScopeDefault,
     CallbackQuery,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     InputFile,
-    LinkPreviewOptions,
     Message,
     Update,
 )
@@ -93,9 +90,14 @@ BOT_ERROR = N_("The Telegram bot hit an error: %(error)s")
 
 _COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{3,64}))?")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 TgApplication = Application[Any, Any, Any, Any, Any, Any]
+Markup = dict[str, list[list[dict[str, str]]]]
+
+
+def _markup(markup: Markup | None) -> dict[str, Any] | None:
+    """``api_kwargs`` carrying a keyboard (PTB sends them as they are)."""
+    return None if markup is None else {"reply_markup": markup}
 
 
 class CallbackDataTooLong(ValueError):
@@ -223,7 +225,7 @@ class Outgoing:
 
     chat_id: int | str
     text: str  # HTML, parameters escaped
-    markup: InlineKeyboardMarkup | None = None
+    markup: Markup | None = None  # an inline keyboard as Bot API JSON
     document: Document | None = None
     edit_of: int | None = None  # edit this message instead of sending a new one
 
@@ -580,22 +582,21 @@ class TelegramAdapter:
             edit_of=edit_of,
         )
 
-    def keyboard(self, rows: Sequence[Sequence[Button]], lang: str) -> InlineKeyboardMarkup | None:
+    def keyboard(self, rows: Sequence[Sequence[Button]], lang: str) -> Markup | None:
+        """An inline keyboard, as the Bot API's JSON (sent as is, no PTB objects to build)."""
         if not rows:
             return None
         render = self.translator.render
-        return InlineKeyboardMarkup(
-            [
+        return {
+            "inline_keyboard": [
                 [
-                    InlineKeyboardButton(
-                        render(b.label, lang), callback_data=check_callback_data(b.data)
-                    )
+                    {"text": render(b.label, lang), "callback_data": check_callback_data(b.data)}
                     for b in row
                 ]
                 for row in rows
                 if row
             ]
-        )
+        }
 
     @staticmethod
     def _coalesce(outgoing: list[Outgoing]) -> list[Outgoing]:
@@ -651,7 +652,7 @@ class TelegramAdapter:
                 InputFile(out.document.content, filename=out.document.filename),
                 caption=chunks[0] if chunks else None,
                 parse_mode=ParseMode.HTML if chunks else None,
-                reply_markup=out.markup,
+                api_kwargs=_markup(out.markup),
             )
             return
         last = len(chunks) - 1
@@ -664,10 +665,10 @@ class TelegramAdapter:
             await bot.send_document(
                 out.chat_id,
                 InputFile(out.document.content, filename=out.document.filename),
-                reply_markup=out.markup,
+                api_kwargs=_markup(out.markup),
             )
 
-    async def _edit(self, out: Outgoing, text: str, markup: InlineKeyboardMarkup | None) -> bool:
+    async def _edit(self, out: Outgoing, text: str, markup: Markup | None) -> bool:
         """Edit the message a button belonged to; False when a new message must be sent."""
         assert out.edit_of is not None
         try:
@@ -676,8 +677,7 @@ class TelegramAdapter:
                 chat_id=out.chat_id,
                 message_id=out.edit_of,
                 parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-                link_preview_options=_NO_PREVIEW,
+                api_kwargs=_markup(markup),
             )
         except BadRequest as exc:
             if "not modified" in exc.message:
@@ -686,17 +686,14 @@ class TelegramAdapter:
             return False
         return True
 
-    async def _send_text(
-        self, chat_id: int | str, text: str, markup: InlineKeyboardMarkup | None
-    ) -> None:
+    async def _send_text(self, chat_id: int | str, text: str, markup: Markup | None) -> None:
         bot = self.application.bot
         try:
             await bot.send_message(
                 chat_id,
                 text,
                 parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-                link_preview_options=_NO_PREVIEW,
+                api_kwargs=_markup(markup),
             )
         except BadRequest as exc:
             if "can't parse entities" not in exc.message:
@@ -706,8 +703,7 @@ class TelegramAdapter:
             await bot.send_message(
                 chat_id,
                 html.unescape(text),
-                reply_markup=markup,
-                link_preview_options=_NO_PREVIEW,
+                api_kwargs=_markup(markup),
             )
 
     # -- errors
