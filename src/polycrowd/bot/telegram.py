@@ -517,8 +517,12 @@ class TelegramAdapter:
                 lang = alert.lang or await self._lang_of(event)
                 text = self.translator.render_all(alert.parts, lang)
             answered = True
-            await self._answer(query, text)
-            await self._deliver(event, replies, lang)
+            # the answer (which stops the button's spinner) and the edits travel side by side
+            answer = asyncio.create_task(self._answer(query, text))
+            try:
+                await self._deliver(event, replies, lang)
+            finally:
+                await answer
         finally:
             if not answered:
                 await self._answer(query, None)
