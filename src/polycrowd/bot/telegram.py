@@ -17,8 +17,11 @@
   against Telegram's one-message-per-second-per-chat limit.
 
 Every Bot API call goes through one :class:`~polycrowd.bot.outbound.OutboundQueue`
-(Telegram's flood limits, retries on 429 and network errors). Updates of different users are
-processed concurrently; the updates of one user are processed one after the other, in order.
+(Telegram's flood limits, retries on 429 and network errors), over aiohttp when it is
+installed (PTB's httpx otherwise). Updates of different users are processed concurrently; the
+updates of one user are processed one after the other, in order. Commands, plain text,
+button presses and documents are handled (text and files only in private chats; in groups,
+such as the moderators' chat, commands and buttons only).
 
 The PTB ``Application`` is started and stopped by hand (:meth:`TelegramAdapter.start` /
 :meth:`TelegramAdapter.stop`) so that it runs beside the scheduler in one event loop: long
