@@ -40,6 +40,10 @@ the fake records the message the user was waiting for (the next task, or the ech
 per second count every update injected in the timed phase (duplicates included) over the
 time from the first injection to the last awaited message.
 
+The bot's process runs on one CPU and the load generator on another (``--no-pin`` lets the
+OS place them; on two cores the bot's database thread and the generator otherwise compete,
+and the numbers swing by a third from run to run).
+
 Progress goes to stderr; the last stdout line is one JSON object with the keys
 ``polycrowd_updates_per_second, echo_updates_per_second, ratio, p50_ms, p99_ms, http_429,
 duplicate_credits`` (``duplicate_credits``: ledger credits beyond the first per
@@ -65,6 +69,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -419,8 +424,17 @@ async def _serve(conn: Any, args: argparse.Namespace) -> None:
         conn.send("stopped")
 
 
+def pin(cpu: int) -> None:
+    """Run this process on one CPU (bot on one, load generator on another: repeatable)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+
+
 def generator_process(conn: Any, options: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if options.get("pin"):
+        pin(1)
     asyncio.run(_serve(conn, argparse.Namespace(**options)))
 
 
@@ -694,8 +708,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per phase")
     p.add_argument("--profile", metavar="FILE", help="cProfile the bot process into FILE")
+    p.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="let the OS place the two processes"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.pin and not args.fake_in_process:
+        pin(0)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from telegram.warnings import PTBDeprecationWarning
 
