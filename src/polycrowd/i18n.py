@@ -142,11 +142,16 @@ class Translator:
         self.locales_dir = locales_dir
         self.default = default
         self._catalogs: dict[str, gettext.NullTranslations] = {}
+        self._languages: tuple[str, ...] | None = None
 
     @property
     def languages(self) -> tuple[str, ...]:
-        langs = {p.parent.parent.name for p in self.locales_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")}
-        return tuple(sorted(langs | {self.default}))
+        """Shipped catalogs plus the source language (scanned once per translator)."""
+        if self._languages is None:
+            found = self.locales_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")
+            langs = {p.parent.parent.name for p in found}
+            self._languages = tuple(sorted(langs | {self.default}))
+        return self._languages
 
     def normalize(self, code: str | None) -> str:
         """Map a platform locale ("pt-BR", "en_US", "zh-hans") to a shipped language."""
