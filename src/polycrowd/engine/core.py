@@ -149,6 +149,18 @@ class Flag:
     evidence: Mapping[str, Any]
     created_at: float
 
+    @classmethod
+    def from_row(cls, r: RowLike) -> Flag:
+        return cls(
+            r["id"],
+            r["kind"],
+            r["user_id"],
+            r["answer_id"],
+            r["project_id"],
+            json.loads(r["evidence"]),
+            r["created_at"],
+        )
+
 
 @dataclass
 class EngineHooks:
@@ -995,33 +1007,7 @@ class Engine:
             rows = await tx.all(
                 "SELECT * FROM flags WHERE state = 'open' ORDER BY id LIMIT ?", (limit,)
             )
-        return [
-            Flag(
-                r["id"],
-                r["kind"],
-                r["user_id"],
-                r["answer_id"],
-                r["project_id"],
-                json.loads(r["evidence"]),
-                r["created_at"],
-            )
-            for r in rows
-        ]
-
-    async def get_flag(self, flag_id: int) -> Flag | None:
-        async with self.db.read() as tx:
-            r = await tx.one("SELECT * FROM flags WHERE id = ?", (flag_id,))
-        if r is None:
-            return None
-        return Flag(
-            r["id"],
-            r["kind"],
-            r["user_id"],
-            r["answer_id"],
-            r["project_id"],
-            json.loads(r["evidence"]),
-            r["created_at"],
-        )
+        return [Flag.from_row(r) for r in rows]
 
     async def _require(self, actor_id: int, role: Role) -> User:
         actor = await self.get_user(actor_id)

@@ -49,33 +49,16 @@ class Scheduler:
         """Must be called from inside the running event loop."""
         sched = AsyncIOScheduler()
         every = self.settings.expire_every_s
-        sched.add_job(
-            self.expire, "interval", seconds=every, id="expire", coalesce=True, max_instances=1
-        )
-        sched.add_job(
-            self.close_projects,
-            "interval",
-            seconds=max(every, 60.0),
-            id="close_projects",
-            coalesce=True,
-            max_instances=1,
-        )
-        sched.add_job(
-            self.remind,
-            "interval",
-            seconds=max(every, 600.0),
-            id="remind",
-            coalesce=True,
-            max_instances=1,
-        )
-        sched.add_job(
-            self.scan_fraud,
-            "interval",
-            seconds=max(every, 600.0),
-            id="fraud",
-            coalesce=True,
-            max_instances=1,
-        )
+        jobs: list[tuple[Callable[[], Awaitable[object]], str, float]] = [
+            (self.expire, "expire", every),
+            (self.close_projects, "close_projects", max(every, 60.0)),
+            (self.remind, "remind", max(every, 600.0)),
+            (self.scan_fraud, "fraud", max(every, 600.0)),
+        ]
+        for job, name, seconds in jobs:
+            sched.add_job(
+                job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1
+            )
         sched.start()
         self._scheduler = sched
 
