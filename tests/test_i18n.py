@@ -22,7 +22,7 @@ from polycrowd import i18n_tools as tools
 from polycrowd.i18n import LOCALES_DIR, Msg, Translator, compile_mo, parse_po
 from polycrowd.models.rules import REASONS
 
-SHIPPED = ("es", "ru", "ar", "pt")
+SHIPPED = ("es", "ru", "ar", "pt", "id", "tr")
 REFRESH = (
     "run: python -m polycrowd.i18n_tools extract && python -m polycrowd.i18n_tools update, "
     "translate the empty msgstr entries, then python -m polycrowd.i18n_tools check"
@@ -220,7 +220,7 @@ def test_plural_forms_header(lang: str) -> None:
     assert catalog.header["Plural-Forms"] == tools.PLURAL_FORMS[lang]
     assert catalog.header["Content-Type"] == "text/plain; charset=UTF-8"
     assert catalog.header["Language"] == lang
-    nplurals = {"es": 2, "pt": 2, "ru": 3, "ar": 6}[lang]
+    nplurals = {"es": 2, "pt": 2, "ru": 3, "ar": 6, "id": 1, "tr": 2}[lang]
     for msg in catalog.active():
         if msg.plural is not None:
             assert len(msg.msgstr) == nplurals, msg.msgid

@@ -60,6 +60,7 @@ PLURAL_FORMS: dict[str, str] = {
     "ar": "nplurals=6; plural=(n==0 ? 0 : n==1 ? 1 : n==2 ? 2 : n%100>=3 && n%100<=10 ? 3 "
     ": n%100>=11 ? 4 : 5);",
     "zh": "nplurals=1; plural=0;",
+    "id": "nplurals=1; plural=0;",
     "ja": "nplurals=1; plural=0;",
 }
 LANGUAGE_TEAMS: dict[str, str] = {
