@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-FormatterFactory = Callable[[str], argparse.HelpFormatter]
+
+class FormatterFactory(Protocol):
+    def __call__(self, prog: str) -> argparse.HelpFormatter: ...
+
 
 EXAMPLES = {
     "check": "polycrowd i18n check",
