@@ -24,6 +24,7 @@ LANGUAGE_NAMES = {
     "hi": "हिन्दी",
     "zh": "中文",
     "tr": "Türkçe",
+    "id": "Bahasa Indonesia",
 }
 MAX_MULTI_LABELS = 16  # the selection travels as a bit mask in the button data
 
