@@ -151,6 +151,20 @@ def test_every_message_is_translated(source: tools.Catalog, lang: str) -> None:
     assert not missing, f"{lang}: {len(missing)} untranslated; {REFRESH}\n" + "\n".join(missing)
 
 
+@pytest.mark.parametrize("lang", SHIPPED)
+def test_no_english_copies(lang: str) -> None:
+    """A message of two or more words is translated, not copied (the interface names such
+    as "Telegram" or "/task" may stay as they are inside the translation)."""
+    catalog = tools.read_po(_catalog_text(lang))
+    copies = [
+        m.msgid
+        for m in catalog.active()
+        if len(re.findall(r"[A-Za-z]{2,}", tools._FORMAT_TOKEN.sub("", m.msgid))) >= 2
+        and any(form in (m.msgid, m.plural) for form in m.msgstr)
+    ]
+    assert not copies, f"{lang}: English copies: {copies}"
+
+
 def test_tool_check_is_clean() -> None:
     problems = tools.check()
     assert not problems, REFRESH + "\n" + "\n".join(map(str, problems))
