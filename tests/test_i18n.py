@@ -11,6 +11,7 @@ translate what is new (empty ``msgstr`` in every ``locales/<lang>/LC_MESSAGES/po
 from __future__ import annotations
 
 import gettext
+import html
 import io
 import re
 import shutil
@@ -19,10 +20,20 @@ from pathlib import Path
 import pytest
 
 from polycrowd import i18n_tools as tools
-from polycrowd.i18n import LOCALES_DIR, Msg, Translator, compile_mo, parse_po
+from polycrowd.i18n import (
+    FSI,
+    LOCALES_DIR,
+    LRI,
+    PDI,
+    Msg,
+    Translator,
+    compile_mo,
+    isolate,
+    parse_po,
+)
 from polycrowd.models.rules import REASONS
 
-SHIPPED = ("es", "ru", "ar", "pt", "id", "tr")
+SHIPPED = ("es", "fr", "pt", "ru", "zh", "ar", "hi", "id", "tr")
 REFRESH = (
     "run: python -m polycrowd.i18n_tools extract && python -m polycrowd.i18n_tools update, "
     "translate the empty msgstr entries, then python -m polycrowd.i18n_tools check"
@@ -42,6 +53,9 @@ def translator() -> Translator:
 
 def _catalog_text(lang: str) -> str:
     return (LOCALES_DIR / lang / "LC_MESSAGES" / "polycrowd.po").read_text(encoding="utf-8")
+
+
+_COMMAND_IN_TEXT = re.compile(r"(?<![\w/.])/[a-z][a-z0-9_]*")
 
 
 def _dummy_params(*texts: str) -> dict[str, object]:
@@ -113,6 +127,9 @@ def test_extraction_patterns(tmp_path: Path) -> None:
 
 # -- (b) every message translated in every catalog ----------------------------------------------
 def test_all_languages_are_shipped() -> None:
+    from polycrowd.handlers.worker import LANGUAGE_NAMES
+
+    assert set(Translator().languages) <= set(LANGUAGE_NAMES)  # workers can pick every one
     assert set(SHIPPED) <= set(tools.catalog_paths(LOCALES_DIR))
     assert (LOCALES_DIR / "polycrowd.pot").is_file()
     assert set(SHIPPED) <= set(Translator().languages)
@@ -132,6 +149,20 @@ def test_every_message_is_translated(source: tools.Catalog, lang: str) -> None:
             if any(not runtime.get((key, i)) for i in range(nplurals)):
                 missing.append(f"{msgid} / {msg.plural}")
     assert not missing, f"{lang}: {len(missing)} untranslated; {REFRESH}\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("lang", SHIPPED)
+def test_no_english_copies(lang: str) -> None:
+    """A message of two or more words is translated, not copied (the interface names such
+    as "Telegram" or "/task" may stay as they are inside the translation)."""
+    catalog = tools.read_po(_catalog_text(lang))
+    copies = [
+        m.msgid
+        for m in catalog.active()
+        if len(re.findall(r"[A-Za-z]{2,}", tools._FORMAT_TOKEN.sub("", m.msgid))) >= 2
+        and any(form in (m.msgid, m.plural) for form in m.msgstr)
+    ]
+    assert not copies, f"{lang}: English copies: {copies}"
 
 
 def test_tool_check_is_clean() -> None:
@@ -199,7 +230,11 @@ def test_every_translation_renders(
                 template = cat.gettext(msgid)
             else:
                 template = cat.ngettext(msgid, msg.plural, n)
-            expected = template % {**params, "n": n} if "%" in msgid else template
+            values = {**params, "n": n}
+            if translator.is_rtl(lang):
+                values = {k: isolate(v) for k, v in values.items()}
+                template = _COMMAND_IN_TEXT.sub(lambda m: LRI + m.group(0) + PDI, template)
+            expected = template % values if "%" in msgid else template
             assert translator.render(Msg(msgid, params, msg.plural, n), lang) == expected
             if "n" in tools.placeholders(msgid):
                 assert str(n) in expected, (lang, msgid, n)
@@ -220,7 +255,9 @@ def test_plural_forms_header(lang: str) -> None:
     assert catalog.header["Plural-Forms"] == tools.PLURAL_FORMS[lang]
     assert catalog.header["Content-Type"] == "text/plain; charset=UTF-8"
     assert catalog.header["Language"] == lang
-    nplurals = {"es": 2, "pt": 2, "ru": 3, "ar": 6, "id": 1, "tr": 2}[lang]
+    nplurals = {"es": 2, "fr": 2, "pt": 2, "ru": 3, "zh": 1, "ar": 6, "hi": 2, "id": 1, "tr": 2}[
+        lang
+    ]
     for msg in catalog.active():
         if msg.plural is not None:
             assert len(msg.msgstr) == nplurals, msg.msgid
@@ -250,10 +287,13 @@ def test_arabic_plurals(translator: Translator) -> None:
     def answers(n: int) -> str:
         return translator.render(Msg("%(n)s answer", plural="%(n)s answers", n=n), "ar")
 
-    assert answers(3) == "3 إجابات"  # 3..10: plural
-    assert answers(10) == "10 إجابات"
-    assert answers(11) == "11 إجابةً"  # 11..99: accusative singular
-    assert answers(100) == "100 إجابة"  # hundreds: genitive singular
+    def num(n: int) -> str:
+        return LRI + str(n) + PDI
+
+    assert answers(3) == f"{num(3)} إجابات"  # 3..10: plural
+    assert answers(10) == f"{num(10)} إجابات"
+    assert answers(11) == f"{num(11)} إجابةً"  # 11..99: accusative singular
+    assert answers(100) == f"{num(100)} إجابة"  # hundreds: genitive singular
     cat = translator.catalog("ar")
     forms = [cat.ngettext("%(n)s answer", "%(n)s answers", n) for n in (0, 1, 2, 3, 11, 100)]
     assert len(set(forms)) == 3 and forms[3] != forms[4] != forms[5]
@@ -357,8 +397,56 @@ def test_compile_command_writes_loadable_mo(tmp_path: Path) -> None:
 # -- (g) direction ------------------------------------------------------------------------------
 def test_rtl(translator: Translator) -> None:
     assert translator.is_rtl("ar")
-    assert not translator.is_rtl("ru")
-    assert not translator.is_rtl("es")
+    for lang in ("ru", "es", "fr", "zh", "hi", "en"):
+        assert not translator.is_rtl(lang)
+
+
+def test_rtl_messages_isolate_numbers_ids_user_text_and_commands(translator: Translator) -> None:
+    """Arabic: parameters keep their own order inside Unicode isolates; catalogs stay clean."""
+    balance = translator.render(Msg("Your balance: %(balance)s", {"balance": "12.50"}), "ar")
+    assert balance == "رصيدك: " + LRI + "12.50" + PDI
+    name = "My project"
+    task = translator.render(Msg("Task for project “%(name)s”", {"name": name}), "ar")
+    assert FSI + name + PDI in task and LRI not in task
+    created = translator.render(
+        Msg("Project %(id)s “%(name)s” created.", {"id": 7, "name": "تصنيف"}), "ar"
+    )
+    assert LRI + "7" + PDI in created and FSI + "تصنيف" + PDI in created
+    code = translator.render(
+        Msg(
+            "Your link code is %(code)s. Within 10 minutes, send"
+            " /link %(code)s from your other account.",
+            {"code": "AB12CD"},
+        ),
+        "ar",
+    )
+    assert code.count(LRI + "AB12CD" + PDI) == 2 and LRI + "/link" + PDI in code
+    # a nested message is Arabic already: only its own parameters are isolated
+    reason = Msg(
+        "Your account is paused or blocked: %(reason)s", {"reason": Msg("Your answer is empty.")}
+    )
+    assert not re.search("[\u2066-\u2069]", translator.render(reason, "ar"))
+    # escaping happens inside the isolate; raw text and other languages are untouched
+    esc = translator.render(
+        Msg("Your answer: %(answer)s", {"answer": "<b>"}), "ar", escape=html.escape
+    )
+    assert esc.endswith(FSI + "&lt;b&gt;" + PDI)
+    assert translator.render(Msg.raw("42 cats"), "ar") == "42 cats"
+    assert translator.render(Msg("Your balance: %(balance)s", {"balance": "1.00"}), "fr") == (
+        "Votre solde\u00a0: 1.00"
+    )
+    assert isolate(3) == LRI + "3" + PDI and isolate("u17") == LRI + "u17" + PDI
+    assert isolate("Ana María") == FSI + "Ana María" + PDI and isolate("") == ""
+
+
+def test_locale_choice_then_platform_then_english(translator: Translator) -> None:
+    assert translator.pick("fr", "es") == "fr"  # the user's choice wins
+    assert translator.pick("de", "zh-Hans") == "zh"  # no German catalog: the platform's code
+    assert translator.pick(None, "zh-CN") == "zh"
+    assert translator.pick("", "pt-BR") == "pt"
+    assert translator.pick("de", "xx") == "en"
+    assert translator.pick(None, None) == "en"
+    assert translator.normalize("hi-IN") == "hi" and translator.normalize("fr_CA") == "fr"
 
 
 # -- the tool's merge ---------------------------------------------------------------------------

@@ -139,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
         "backup", "Copy the database safely while the bot runs.", "polycrowd backup backup.db"
     )
     bk.add_argument("output")
+
+    from polycrowd.cli_i18n import add_parser as add_i18n
+
+    add_i18n(sub, _fmt)
     return p
 
 
@@ -385,6 +389,12 @@ def _checker(args: argparse.Namespace, settings: Settings) -> int:
     return checker_command(args, settings)
 
 
+def _i18n(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.cli_i18n import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": _demo,
     "run": _run,
@@ -396,6 +406,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "user": _user,
     "backup": _backup,
     "checker": _checker,
+    "i18n": _i18n,
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import gettext
 import io
+import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from typing import Any
 DOMAIN = "polycrowd"
 LOCALES_DIR = Path(__file__).parent / "locales"
 RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur"})
+#: Unicode isolates (UAX #9): parameters in right-to-left messages render in their own order.
+LRI, FSI, PDI = "\u2066", "\u2068", "\u2069"
+_ID_LIKE = re.compile(r"[\w.,:#+\-/%]*\d[\w.,:#+\-/%]*", re.ASCII)  # 42, 0.05, u17, 3-5
+_COMMAND = re.compile(r"(?<![\w/.])/[a-z][a-z0-9_]*")
 
 
 def N_(message: str) -> str:
@@ -155,10 +160,26 @@ class Translator:
 
     def normalize(self, code: str | None) -> str:
         """Map a platform locale ("pt-BR", "en_US", "zh-hans") to a shipped language."""
+        return self.shipped(code) or self.default
+
+    def shipped(self, code: str | None) -> str | None:
+        """The shipped language for a locale code ("zh-CN" -> "zh"), or None."""
         if not code:
-            return self.default
-        base = code.replace("_", "-").split("-")[0].lower()
-        return base if base in self.languages else self.default
+            return None
+        base = code.strip().replace("_", "-").split("-")[0].lower()
+        return base if base in self.languages else None
+
+    def pick(self, *codes: str | None) -> str:
+        """The first of ``codes`` with a shipped catalog, else the default language.
+
+        Called as ``pick(user.locale, event.locale)``: the user's choice, else the
+        platform's language code, else English.
+        """
+        for code in codes:
+            lang = self.shipped(code)
+            if lang is not None:
+                return lang
+        return self.default
 
     def catalog(self, lang: str) -> gettext.NullTranslations:
         cat = self._catalogs.get(lang)
@@ -190,16 +211,19 @@ class Translator:
             template = cat.ngettext(msg.msgid, msg.plural, msg.n)
         else:
             template = cat.gettext(msg.msgid)
+        rtl = self.is_rtl(lang) and msg.msgid != "%(text)s"
+        if rtl:
+            template = _COMMAND.sub(lambda m: LRI + m.group(0) + PDI, template)
         if not msg.params and msg.plural is None:
             return template
-        params: dict[str, Any] = {"n": msg.n}
+        params: dict[str, Any] = {"n": isolate(msg.n) if rtl else msg.n}
         for key, value in msg.params.items():
             if isinstance(value, Msg):
                 params[key] = self.render(value, lang, escape)
-            elif isinstance(value, str) and escape is not None:
-                params[key] = escape(value)
-            else:
-                params[key] = value
+                continue
+            if isinstance(value, str) and escape is not None:
+                value = escape(value)
+            params[key] = isolate(value) if rtl else value
         try:
             return template % params
         except (KeyError, ValueError, TypeError):
@@ -214,3 +238,18 @@ class Translator:
 
     def is_rtl(self, lang: str) -> bool:
         return lang in RTL_LANGUAGES
+
+
+def isolate(value: object) -> str:
+    """``value`` wrapped in Unicode isolates for a right-to-left message.
+
+    Numbers and id-like tokens (``42``, ``0.05``, ``u17``) get LRI...PDI (always left to
+    right); any other text FSI...PDI (its own first strong character decides). Inside the
+    isolate the text keeps its order; outside, the message flows right to left.
+    """
+    text = str(value)
+    if not text:
+        return text
+    if isinstance(value, int | float) or _ID_LIKE.fullmatch(text):
+        return LRI + text + PDI
+    return FSI + text + PDI

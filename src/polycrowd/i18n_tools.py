@@ -41,7 +41,7 @@ POT_NAME = f"{DOMAIN}.pot"
 PROJECT = "polycrowd"
 
 #: Catalogs that ``update`` creates when missing.
-LANGUAGES: tuple[str, ...] = ("es", "ru", "ar", "pt")
+LANGUAGES: tuple[str, ...] = ("es", "ru", "ar", "pt", "fr", "zh", "hi", "id", "tr")
 
 #: ``Plural-Forms`` header per language (the formulas of the GNU gettext manual / CLDR).
 PLURAL_FORMS: dict[str, str] = {
@@ -62,12 +62,18 @@ PLURAL_FORMS: dict[str, str] = {
     "zh": "nplurals=1; plural=0;",
     "id": "nplurals=1; plural=0;",
     "ja": "nplurals=1; plural=0;",
+    "hi": "nplurals=2; plural=(n != 1);",
 }
 LANGUAGE_TEAMS: dict[str, str] = {
     "es": "Spanish",
     "ru": "Russian",
     "ar": "Arabic",
     "pt": "Portuguese (Brazil)",
+    "fr": "French",
+    "zh": "Chinese (Simplified)",
+    "hi": "Hindi",
+    "id": "Indonesian",
+    "tr": "Turkish",
 }
 
 _SINGULAR_MARKERS = frozenset({"N_", "_", "gettext"})

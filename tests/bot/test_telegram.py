@@ -25,7 +25,7 @@ from polycrowd.bot.telegram import (
 )
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Reply
-from polycrowd.i18n import Msg
+from polycrowd.i18n import Msg, Translator
 from polycrowd.settings import Settings
 from tests.bot.conftest import TELEGRAM_ADMIN_CHAT, TELEGRAM_WAIT, TelegramHarness
 from tests.bot.faketelegram import FakeTelegram, FakeUser, SentMessage
@@ -124,6 +124,19 @@ async def test_commands_menu_and_bot_mention(telegram_bot: TelegramHarness) -> N
     assert "/task — Get the next task" in reply.plain
     reply = await h.say(ann, "just chatting", "Send /task")
     assert reply.reply_markup is None
+
+
+async def test_menus_and_replies_in_every_shipped_language(telegram_bot: TelegramHarness) -> None:
+    """setMyCommands runs once per shipped catalog; a user's language_code picks theirs."""
+    h, t = telegram_bot, Translator()
+    for lang in ("fr", "zh", "hi", "ar", "es"):
+        menu = {c["command"]: c["description"] for c in h.fake.commands(language_code=lang)}
+        assert menu["task"] == t.gettext(lang, "Get the next task") != "Get the next task"
+    welcome = "Welcome to polycrowd! You label data and earn for every accepted answer."
+    for uid, code, lang in ((201, "zh-hans", "zh"), (202, "fr-CA", "fr"), (203, "hi", "hi")):
+        user = h.user(uid, "Lin", language_code=code)
+        reply = await h.say(user, "/start", t.gettext(lang, welcome))
+        assert reply.plain.startswith(t.gettext(lang, welcome))
 
 
 # ------------------------------------------------------------------------------- requesters

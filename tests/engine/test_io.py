@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,39 @@ async def test_export_round_trip(engine: Engine, clock: FakeClock) -> None:
         assert all(r["label"] == "yes" for r in rows)
         assert len(answers) == 2 and answers[0]["answer"] == "yes"
         assert all(a["worker"].startswith("w-") for a in answers)
+
+
+LABELLED = SPEC + "label_names:\n  es: {yes: sí, no: 'no', maybe: quizás}\n"
+
+
+def test_label_names_per_language() -> None:
+    spec = load_spec_text(LABELLED)
+    assert spec.label_names == {"es": {"yes": "sí", "no": "no", "maybe": "quizás"}}
+    assert spec.as_json()["label_names"] == {"es": {"yes": "sí", "no": "no", "maybe": "quizás"}}
+    assert load_spec_text(SPEC).label_names == {}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("label_names:\n  fr: {yes: oui}\n", "language 'fr' is not one of the project's"),
+        ("label_names:\n  es: {si: sí}\n", "es: 'si' is not a label"),
+        ("label_names:\n  es: {yes: ''}\n", "the name of 'yes' must be 1-64 chars"),
+        ("label_names:\n  es: [sí, no]\n", "must map a language to {label: name}"),
+        ("label_names: sí\n", "must map a language to {label: name}"),
+    ],
+)
+def test_bad_label_names_get_one_clear_line(extra: str, message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        load_spec_text(SPEC + extra)
+    assert "\n" not in str(err.value)
+
+
+async def test_label_names_are_stored_with_the_project(engine: Engine) -> None:
+    project = await engine.create_project(None, load_spec_text(LABELLED))
+    again = await engine.get_project(project.id)
+    assert again.label_name("maybe", "fr", "es") == "quizás"  # first language that names it
+    assert again.label_name("maybe", "en") == "maybe"  # no name: the canonical label
+    assert again.labels == ("yes", "no", "maybe")
+    assert again.instructions_in("ru", "es") == ("¿Es positiva la reseña?", "es")
+    assert again.instructions_in("ru") == ("Is the review positive?", "en")  # the source

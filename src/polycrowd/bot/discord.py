@@ -1079,7 +1079,7 @@ class DiscordAdapter:
         if user is None:
             lang = self._langs.get(discord_user) or self.translator.normalize(locale)
         else:
-            lang = self.translator.normalize(user.locale)
+            lang = self.translator.pick(user.locale, locale)
         if len(self._langs) > 50_000:
             self._langs.clear()
         self._langs[discord_user] = lang

@@ -119,7 +119,7 @@ class MemoryChat:
 
     async def _lang_of(self, event: Event) -> str:
         user = await self.dispatcher.engine.find_user(f"{event.platform}:{event.user_id}")
-        return self.translator.normalize(user.locale if user else event.locale)
+        return self.translator.pick(user.locale if user else None, event.locale)
 
     def render_buttons(
         self, rows: Sequence[Sequence[Button]], lang: str

@@ -544,7 +544,7 @@ class TelegramAdapter:
 
     async def _lang_of(self, event: Event) -> str:
         user = await self.app.engine.find_user(f"{PLATFORM}:{event.user_id}")
-        return self.translator.normalize(user.locale if user is not None else event.locale)
+        return self.translator.pick(user.locale if user is not None else None, event.locale)
 
     # -- outgoing
 
@@ -573,7 +573,7 @@ class TelegramAdapter:
         """A reply for another platform (e.g. after linking accounts)."""
         for adapter in self.app.adapters:
             if adapter.name == reply.platform and reply.chat_id:
-                await adapter.send(reply.chat_id, reply, reply.lang or event.locale or "en")
+                await adapter.send(reply.chat_id, reply, reply.lang or await self._lang_of(event))
                 return
         log.warning("no %s adapter for a reply to chat %s", reply.platform, reply.chat_id)
 

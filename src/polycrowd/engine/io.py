@@ -69,6 +69,9 @@ class ProjectSpec:
     checker: Mapping[str, Any] = field(default_factory=dict)
     target_lang: str | None = None
     deadline: float | None = None
+    #: label display names per language: {"es": {"positive": "positiva"}}; answers, results
+    #: and button data always carry the canonical label.
+    label_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,7 @@ class ProjectSpec:
             "checker": dict(self.checker),
             "target_lang": self.target_lang,
             "deadline": self.deadline,
+            "label_names": {lang: dict(names) for lang, names in self.label_names.items()},
         }
 
 
@@ -198,6 +202,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
     checker = data.get("checker") or {}
     if not isinstance(checker, dict):
         raise InputError(f"{source}: 'checker' must be a mapping")
+    label_names = _label_names(data.get("label_names"), labels, languages, source)
     target_lang = data.get("target_lang")
     deadline = _deadline(data.get("deadline"), source)
     reward = data.get("reward", 0)
@@ -221,7 +226,38 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
         checker=checker,
         target_lang=str(target_lang) if target_lang else None,
         deadline=deadline,
+        label_names=label_names,
     )
+
+
+def _label_names(
+    raw: Any, labels: tuple[str, ...], languages: tuple[str, ...], source: str
+) -> dict[str, dict[str, str]]:
+    """``label_names: {es: {positive: positiva, negative: negativa}}``, validated."""
+    if raw in (None, {}):
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise InputError(f"{source}: 'label_names' must map a language to {{label: name}}")
+    out: dict[str, dict[str, str]] = {}
+    for lang_raw, names in raw.items():
+        lang = str(lang_raw).strip().lower()
+        if lang not in languages:
+            raise InputError(
+                f"{source}: 'label_names' language '{lang}' is not one of the project's"
+                f" languages ({', '.join(languages)})"
+            )
+        out[lang] = {}
+        for label_raw, name_raw in names.items():
+            label, name = str(label_raw), str(name_raw if name_raw is not None else "").strip()
+            if label not in labels:
+                raise InputError(f"{source}: 'label_names' {lang}: '{label}' is not a label")
+            if not name or len(name) > MAX_LABEL_CHARS:
+                raise InputError(
+                    f"{source}: 'label_names' {lang}: the name of '{label}' must be"
+                    f" 1-{MAX_LABEL_CHARS} chars"
+                )
+            out[lang][label] = name
+    return out
 
 
 def _deadline(raw: Any, source: str) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -89,6 +89,7 @@ class Project:
     deadline: float | None
     state: str
     created_at: float
+    label_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # lang: label: name
 
     @property
     def skill(self) -> str:
@@ -101,6 +102,24 @@ class Project:
         if "en" in self.instructions:
             return self.instructions["en"]
         return next(iter(self.instructions.values()), "")
+
+    def instructions_in(self, *langs: str) -> tuple[str, str]:
+        """(text, language): in the first of ``langs`` that has a translation, else in the
+        source language (the first one the spec gives)."""
+        for lang in langs:
+            if lang in self.instructions:
+                return self.instructions[lang], lang
+        for lang, text in self.instructions.items():
+            return text, lang
+        return "", ""
+
+    def label_name(self, label: str, *langs: str) -> str:
+        """How ``label`` is shown in the first of ``langs`` that names it (else as it is)."""
+        for lang in langs:
+            name = self.label_names.get(lang, {}).get(label)
+            if name:
+                return name
+        return label
 
     @classmethod
     def from_row(cls, row: RowLike, languages: tuple[str, ...]) -> Project:
@@ -125,6 +144,7 @@ class Project:
             deadline=row["deadline"],
             state=row["state"],
             created_at=row["created_at"],
+            label_names=json.loads(row["spec"] or "{}").get("label_names") or {},
         )
 
 

@@ -106,7 +106,8 @@ class Dispatcher:
         if bootstrap in self.settings.admins and user.role is not Role.ADMIN:
             await self.engine.bootstrap_role(user.id, Role.ADMIN)
             user = await self.engine.get_user(user.id)
-        lang = self.translator.normalize(user.locale)
+        # the user's choice (stored), else the platform's language code, else English
+        lang = self.translator.pick(user.locale, event.locale)
         return Context(self.engine, self.settings, self.translator, user, lang, created, self)
 
     async def handle(self, event: Event) -> list[Reply]:

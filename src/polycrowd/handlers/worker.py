@@ -24,6 +24,7 @@ LANGUAGE_NAMES = {
     "hi": "हिन्दी",
     "zh": "中文",
     "tr": "Türkçe",
+    "id": "Bahasa Indonesia",
 }
 MAX_MULTI_LABELS = 16  # the selection travels as a bit mask in the button data
 
@@ -73,7 +74,8 @@ async def start(ctx: Context, event: Event) -> list[Reply]:
 async def help_(ctx: Context, event: Event) -> list[Reply]:
     lines = [Msg(N_("Commands:"))]
     for info in ctx.dispatcher.command_list(ctx.user.role):
-        lines.append(Msg("/%(cmd)s — %(desc)s", {"cmd": info.name, "desc": Msg(info.description)}))
+        cmd, desc = "/" + info.name, Msg(info.description)
+        lines.append(Msg("%(cmd)s — %(desc)s", {"cmd": cmd, "desc": desc}))
     return [Reply.of(*lines)]
 
 
@@ -126,12 +128,27 @@ async def language_done(ctx: Context, event: Event) -> list[Reply]:
 
 
 def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
+    """The task in the worker's language ``lang``: instructions in that language, else in the
+    item's, else in the source language with a note; label buttons by their translated
+    names (the button data keeps the canonical label's index)."""
     p, item = task.project, task.item
-    parts = [
-        Msg(N_("Task for project “%(name)s”"), {"name": p.name}),
-        Msg.raw(p.instructions_for(item.lang)),
-        Msg.raw(""),
-    ]
+    instructions, shown = p.instructions_in(lang, item.lang)
+    parts = [Msg(N_("Task for project “%(name)s”"), {"name": p.name})]
+    if shown and shown != lang:
+        parts.append(
+            Msg(
+                N_(
+                    "The instructions are not available in your language; here they are in"
+                    " %(language)s."
+                ),
+                {"language": LANGUAGE_NAMES.get(shown, shown)},
+            )
+        )
+    parts += [Msg.raw(instructions), Msg.raw("")]
+
+    def name(label: str) -> str:
+        return p.label_name(label, lang, item.lang)
+
     if p.task_type is TaskType.SPANS:
         tokens = item.content.split()
         numbered = " ".join(f"{i}:{tok}" for i, tok in enumerate(tokens))
@@ -148,15 +165,17 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
     else:
         parts.append(Msg.raw(item.content))
     if answer is not None:
+        if p.task_type.has_buttons:
+            answer = "|".join(name(x) for x in answer.split("|"))
         parts.append(Msg(N_("Your answer: %(answer)s"), {"answer": answer}))
         return Reply(parts=tuple(parts), edit=True, kind="task")
     aid = task.assignment.id
     rows: list[tuple[Button, ...]] = []
     if p.task_type in (TaskType.CHOICE, TaskType.IMAGE):
-        buttons = [Button(Msg.raw(lab), f"a:{aid}:{k}") for k, lab in enumerate(p.labels)]
+        buttons = [Button(Msg.raw(name(lab)), f"a:{aid}:{k}") for k, lab in enumerate(p.labels)]
         rows = [tuple(buttons[i : i + 3]) for i in range(0, len(buttons), 3)]
     elif p.task_type is TaskType.MULTI:
-        rows = list(_multi_rows(task, 0))
+        rows = list(_multi_rows(task, 0, lang))
     elif p.task_type is TaskType.TEXT:
         parts.append(Msg(N_("Reply with your answer as a message.")))
     rows.append((Button(Msg(N_("Skip")), f"s:{aid}"),))
@@ -168,12 +187,12 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
     )
 
 
-def _multi_rows(task: Task, mask: int) -> tuple[tuple[Button, ...], ...]:
-    aid = task.assignment.id
-    labels = task.project.labels[:MAX_MULTI_LABELS]
+def _multi_rows(task: Task, mask: int, lang: str) -> tuple[tuple[Button, ...], ...]:
+    aid, p = task.assignment.id, task.project
+    names = [p.label_name(lab, lang, task.item.lang) for lab in p.labels[:MAX_MULTI_LABELS]]
     buttons = [
-        Button(Msg.raw(("✓ " if mask >> k & 1 else "") + lab), f"m:{aid}:{mask ^ (1 << k)}")
-        for k, lab in enumerate(labels)
+        Button(Msg.raw(("✓ " if mask >> k & 1 else "") + name), f"m:{aid}:{mask ^ (1 << k)}")
+        for k, name in enumerate(names)
     ]
     rows = [tuple(buttons[i : i + 3]) for i in range(0, len(buttons), 3)]
     rows.append((Button(Msg(N_("Submit")), f"ms:{aid}:{mask}"),))
@@ -257,7 +276,8 @@ async def multi_toggle(ctx: Context, event: Event) -> list[Reply]:
     if t is None or mask is None or not 0 <= mask < (1 << MAX_MULTI_LABELS):
         return [Reply.of(Msg(N_("This button is no longer valid.")), alert=True)]
     shown = render_task(t, ctx.lang)
-    return [Reply(parts=shown.parts, buttons=_multi_rows(t, mask), edit=True, kind="task")]
+    rows = _multi_rows(t, mask, ctx.lang)
+    return [Reply(parts=shown.parts, buttons=rows, edit=True, kind="task")]
 
 
 async def multi_submit(ctx: Context, event: Event) -> list[Reply]:
