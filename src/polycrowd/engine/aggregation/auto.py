@@ -14,6 +14,7 @@ from polycrowd.engine.aggregation._base import (
     FloatArray,
     IntArray,
     _Answers,
+    _softmax_rows,
 )
 from polycrowd.engine.aggregation.registry import METHODS, REGISTRY
 
@@ -33,27 +34,43 @@ def make_aggregator(method: str, *, seed: int = 0) -> Aggregator:
     return cls(seed=seed)
 
 
+TEMPERATURES: Final = np.round(np.geomspace(0.5, 16.0, 36), 3)
+
+
+def _temper(post: FloatArray, temperature: float) -> FloatArray:
+    """``post ** (1 / T)``, renormalised per row (T > 1 softens, T < 1 sharpens)."""
+    logp = np.log(np.clip(post, 1e-300, 1.0)) / temperature
+    return _softmax_rows(logp)[0]
+
+
 def heldout_scores(
     d: _Answers,
     candidates: tuple[str, ...],
     folds: int,
     seed: int,
-) -> dict[str, float]:
-    """Mean log-probability each candidate gives answers it did not see.
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Held-out answer log-likelihood per candidate, and the temperature that maximises it.
 
     Answers are dealt into ``folds`` random folds; for each fold every candidate
     is fitted on the other answers (same item, worker and label numbering) and
-    scored by ``log answer_proba`` of the held-out answers, i.e. by how well it
-    predicts what a worker answers to an item from that item's other answers
-    and the worker's other work. Gold is never used.
+    scored by the log-probability it gives the held-out answers
+    (:meth:`Aggregator.answer_proba`), i.e. by how well it predicts what a
+    worker answers to an item from that item's other answers and the worker's
+    other work. The same held-out answers also rate tempered item posteriors
+    ``post ** (1 / T)`` for each ``T`` in :data:`TEMPERATURES`: an overconfident
+    model gives the answers that disagree with its label too little
+    probability, so the best ``T`` is a gold-free calibration. Scores are mean
+    log-likelihoods per answer at ``T = 1``; gold is never used.
     """
     rng = np.random.default_rng(seed)
     fold = rng.permutation(d.items.size) % folds
     total = dict.fromkeys(candidates, 0.0)
-    rows = np.arange(d.items.size)
+    tempered = {name: np.zeros(TEMPERATURES.size) for name in candidates}
     for f in range(folds):
         test = fold == f
         train = ~test
+        t_items, t_workers, t_labels = d.items[test], d.workers[test], d.labels[test]
+        rows = np.arange(t_items.size)
         for name in candidates:
             model = REGISTRY[name](seed=seed).fit(
                 d.items[train],
@@ -63,10 +80,16 @@ def heldout_scores(
                 n_workers=d.n_workers,
                 n_labels=d.n_labels,
             )
-            proba = model.answer_proba(d.items[test], d.workers[test])
-            p = proba[rows[: int(test.sum())], d.labels[test]]
+            conf = model._answer_confusion(t_items, t_workers)[rows, :, t_labels]  # (n, K)
+            post = model.posteriors_[t_items]
+            p = (post * conf).sum(axis=1)
             total[name] += float(np.log(np.clip(p, 1e-12, 1.0)).sum())
-    return {name: s / max(d.items.size, 1) for name, s in total.items()}
+            for j, temperature in enumerate(TEMPERATURES):
+                pt = (_temper(post, float(temperature)) * conf).sum(axis=1)
+                tempered[name][j] += float(np.log(np.clip(pt, 1e-12, 1.0)).sum())
+    scores = {name: s / max(d.items.size, 1) for name, s in total.items()}
+    best_t = {name: float(TEMPERATURES[int(np.argmax(v))]) for name, v in tempered.items()}
+    return scores, best_t
 
 
 class Auto(Aggregator):
@@ -80,6 +103,7 @@ class Auto(Aggregator):
     """
 
     chosen_: str
+    temperature_: float
     scores_: dict[str, float]
     model_: Aggregator
 
@@ -89,6 +113,7 @@ class Auto(Aggregator):
         candidates: tuple[str, ...] = CANDIDATES,
         folds: int = 5,
         min_answers: int = 30,
+        calibrate: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
@@ -98,15 +123,18 @@ class Auto(Aggregator):
         self.candidates = candidates
         self.folds = folds
         self.min_answers = min_answers
+        self.calibrate = calibrate
 
     def _fit(self, d: _Answers, gold: IntArray) -> FloatArray:
         per_item = d.items.size / max(d.n_items, 1)
         if d.items.size < self.min_answers or per_item < 1.5 or len(self.candidates) == 1:
             self.scores_ = {}
             self.chosen_ = FALLBACK if FALLBACK in self.candidates else self.candidates[0]
+            self.temperature_ = 1.0
         else:
-            self.scores_ = heldout_scores(d, self.candidates, self.folds, self.seed)
+            self.scores_, temps = heldout_scores(d, self.candidates, self.folds, self.seed)
             self.chosen_ = max(self.candidates, key=lambda c: self.scores_[c])
+            self.temperature_ = temps[self.chosen_] if self.calibrate else 1.0
         model = REGISTRY[self.chosen_](seed=self.seed)
         model.fit(
             d.items,
@@ -121,7 +149,9 @@ class Auto(Aggregator):
         for key, value in vars(model).items():
             if key.endswith("_") and not key.startswith("_"):
                 setattr(self, key, value)
-        return model.posteriors_
+        if self.temperature_ == 1.0:
+            return model.posteriors_
+        return _temper(model.posteriors_, self.temperature_)
 
     def _choose(self, d: _Answers, post: FloatArray, keys: FloatArray, gold: IntArray) -> IntArray:
         return self.model_.labels_
