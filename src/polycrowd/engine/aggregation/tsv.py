@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from polycrowd.engine.aggregation._base import (
     AggregationInputError,
     Encoded,
+    FloatArray,
     encode,
 )
-from polycrowd.engine.aggregation.auto import make_aggregator
+from polycrowd.engine.aggregation.auto import Auto, make_aggregator
 from polycrowd.engine.aggregation.registry import METHODS
 
 # --------------------------------------------------------------------------- TSV files
@@ -97,21 +100,54 @@ def read_gold_tsv(path: str | Path) -> dict[str, str]:
     return gold
 
 
+def expected_calibration_error(
+    confidence: FloatArray, right: NDArray[np.bool_], bins: int = 10
+) -> float:
+    """ECE: answer-weighted mean gap between confidence and accuracy in equal-width bins."""
+    if confidence.size == 0:
+        return math.nan
+    idx = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    n = np.bincount(idx, minlength=bins).astype(np.float64)
+    conf_sum = np.bincount(idx, weights=confidence, minlength=bins)
+    right_sum = np.bincount(idx, weights=right.astype(np.float64), minlength=bins)
+    return float(np.abs(conf_sum - right_sum).sum() / n.sum())
+
+
+def workers_path_for(output_path: str | Path) -> Path:
+    """Default per-worker file next to the output: ``results.tsv`` -> ``results.workers.tsv``."""
+    out = Path(output_path)
+    return out.with_name(f"{out.stem}.workers{out.suffix or '.tsv'}")
+
+
+def _write(path: str | Path, lines: list[str]) -> None:
+    try:
+        Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise AggregationInputError(
+            f"cannot write output ({exc.strerror})", path=str(path)
+        ) from None
+
+
 def aggregate_tsv(
     input_path: str | Path,
     method: str,
     output_path: str | Path,
     gold_path: str | Path | None = None,
+    workers_path: str | Path | None = None,
 ) -> dict[str, object]:
-    """Aggregate a TSV of answers and write ``item\\tlabel\\tconfidence``.
+    """Aggregate a TSV of answers; write ``item\tlabel\tconfidence`` and a per-worker TSV.
 
-    ``method`` is one of :data:`METHODS` or ``"auto"`` (resolved by
-    :func:`choose_method`; the returned ``"method"`` is the resolved name).
-    Output rows follow the items' first appearance in the input, labels in the
-    input's label space. ``gold_path`` is used only to score the result
-    (``"accuracy"`` over gold items that have answers; ``None`` without gold or
-    overlap), never to fit, so the score is honest. ``"seconds"`` covers reading,
-    fitting and writing.
+    ``method`` is one of :data:`METHODS` or ``"auto"`` (:class:`Auto`: the returned
+    ``"method"`` is the model it chose, ``"temperature"`` its gold-free
+    calibration). Output rows follow the items' first appearance in the input,
+    labels in the input's label space; ``confidence`` is the posterior of the
+    label. The worker file (``workers_path``, default :func:`workers_path_for`)
+    has ``worker\tanswers\taccuracy\tlow\thigh``: estimated accuracy and its 95 %
+    interval. ``gold_path`` is used only to score the result (``"accuracy"``
+    and ``"ece"``, the expected calibration error of ``confidence``, over gold
+    items that have answers; ``None`` without gold or overlap), never to fit.
+    The report also lists ``"results"`` (item, label, confidence) and
+    ``"workers"``. ``"seconds"`` covers reading, fitting and writing.
     """
     start = time.perf_counter()
     if method != "auto" and method not in METHODS:
@@ -126,26 +162,54 @@ def aggregate_tsv(
         n_workers=data.n_workers,
         n_labels=data.n_labels,
     )
+    chosen = model.chosen_ if isinstance(model, Auto) else method
+    results = [
+        {"item": name, "label": data.label_names[label], "confidence": round(conf, 6)}
+        for name, label, conf in zip(
+            data.item_names, model.labels_.tolist(), model.confidence_.tolist(), strict=True
+        )
+    ]
     lines = ["item\tlabel\tconfidence"]
-    for name, label, conf in zip(
-        data.item_names, model.labels_.tolist(), model.confidence_.tolist(), strict=True
-    ):
-        lines.append(f"{name}\t{data.label_names[label]}\t{conf:.6f}")
-    try:
-        Path(output_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise AggregationInputError(
-            f"cannot write output ({exc.strerror})", path=str(output_path)
-        ) from None
+    lines += [f"{r['item']}\t{r['label']}\t{r['confidence']:.6f}" for r in results]
+    _write(output_path, lines)
+    workers: list[dict[str, object]] = []
+    for w, name in enumerate(data.worker_names):
+        acc = float(model.worker_accuracy_[w])
+        lo, hi = (float(x) for x in model.worker_interval_[w])
+        workers.append(
+            {
+                "worker": name,
+                "answers": int(model.worker_answers_[w]),
+                "accuracy": None if math.isnan(acc) else round(acc, 4),
+                "low": round(lo, 4),
+                "high": round(hi, 4),
+            }
+        )
+    wpath = workers_path_for(output_path) if workers_path is None else Path(workers_path)
+    wlines = ["worker\tanswers\taccuracy\tlow\thigh"]
+    wlines += [
+        f"{r['worker']}\t{r['answers']}\t{'' if r['accuracy'] is None else r['accuracy']}"
+        f"\t{r['low']}\t{r['high']}"
+        for r in workers
+    ]
+    _write(wpath, wlines)
     accuracy: float | None = None
+    ece: float | None = None
     if gold is not None:
         truth = data.gold_array(gold)
         scored = np.array([name in gold for name in data.item_names], dtype=bool)
         if scored.any():
-            accuracy = float(np.mean(model.labels_[scored] == truth[scored]))
+            right = model.labels_[scored] == truth[scored]
+            accuracy = float(np.mean(right))
+            ece = expected_calibration_error(model.confidence_[scored], right)
     return {
-        "method": method,
+        "method": chosen,
+        "temperature": getattr(model, "temperature_", 1.0),
         "items": data.n_items,
         "accuracy": accuracy,
+        "ece": ece,
+        "workers_output": str(wpath),
         "seconds": time.perf_counter() - start,
+        "results": results,
+        "workers": workers,
     }
