@@ -10,6 +10,9 @@ method, the accuracy on the gold items and the ``fit`` wall time (best of
 ``--repeats`` runs, ``time.perf_counter``):
 
 * ``mv``, ``wmv``, ``ds``, ``ocds``: polycrowd's aggregators with default settings;
+* ``auto``: :class:`Auto`, what ``polycrowd aggregate`` runs by default, with
+  ``method`` (the model it chose without gold) and ``ece`` (expected
+  calibration error of its confidence on the gold items, 10 bins);
 * ``ds_gold10``: Dawid-Skene with the gold labels of 10 % of the items clamped.
   Scored honestly by cross-fitting: items are split into 10 folds, and the
   labels of fold ``f`` come from a fit that was given the gold of fold ``f + 1``
@@ -44,8 +47,8 @@ from _data import DATA, DATASETS, ROOT, Dataset, best_of, load, log
 from polycrowd.engine.aggregation import METHODS, Auto, DawidSkene, make_aggregator
 from polycrowd.engine.aggregation._base import _Answers
 from polycrowd.engine.aggregation.auto import CANDIDATES, heldout_scores, pick
-
 from polycrowd.engine.aggregation.simulate import SHAPES, simulate
+from polycrowd.engine.aggregation.tsv import expected_calibration_error
 
 MARGINS = (0.0, 0.005, 0.01, 0.02, 0.05)
 PER_WORKER = (5, 10, 20, 40, 80)
@@ -158,6 +161,20 @@ def bench_dataset(
         labels, seconds = best_of(lambda m=method: _fit_labels(m, ds), repeats)  # type: ignore[misc]
         out[method] = {"accuracy": ds.accuracy(labels), "seconds": seconds}
         log(f"  {ds.name:10s} {method:12s} {out[method]['accuracy']:.4f}  {seconds:.4f} s")
+    a = ds.answers
+    shape = {"n_items": a.n_items, "n_workers": a.n_workers, "n_labels": a.n_labels}
+    auto, seconds = best_of(lambda: Auto().fit(a.items, a.workers, a.labels, **shape), 1)
+    right = (auto.labels_ == ds.gold)[ds.scored]
+    out["auto"] = {
+        "accuracy": ds.accuracy(auto.labels_),
+        "seconds": seconds,
+        "method": auto.chosen_,
+        "ece": expected_calibration_error(auto.confidence_[ds.scored], right),
+    }
+    log(
+        f"  {ds.name:10s} {'auto':12s} {out['auto']['accuracy']:.4f}  {seconds:.4f} s "
+        f"({auto.chosen_}, ECE {out['auto']['ece']:.4f})"
+    )
     labels, seconds = best_of(lambda: cross_fit_gold(ds), repeats)
     out["ds_gold10"] = {"accuracy": ds.accuracy(labels), "seconds": seconds / 10}
     log(f"  {ds.name:10s} {'ds_gold10':12s} {out['ds_gold10']['accuracy']:.4f}")
@@ -181,7 +198,11 @@ def bench_dataset(
 def verdict(results: dict[str, dict[str, dict[str, float | None]]]) -> None:
     """Goal check on stderr: our best >= crowd-kit's best, our DS as fast as theirs."""
     for name, res in results.items():
-        ours = {m: r["accuracy"] for m, r in res.items() if not m.startswith("crowdkit")}
+        ours = {
+            m: r["accuracy"]
+            for m, r in res.items()
+            if not m.startswith("crowdkit") and m != "auto"
+        }
         theirs = {m: r["accuracy"] for m, r in res.items() if m.startswith("crowdkit")}
         best_ours = max(ours, key=lambda m: ours[m] or 0.0)
         known = {m: a for m, a in theirs.items() if a is not None}

@@ -374,7 +374,9 @@ class Aggregator:
         across methods.
         """
         n_w = np.bincount(d.workers, minlength=d.n_workers)
-        right = np.bincount(d.workers, weights=post[d.items, d.labels], minlength=d.n_workers)
+        right: FloatArray = np.bincount(
+            d.workers, weights=post[d.items, d.labels], minlength=d.n_workers
+        ).astype(np.float64)
         self.worker_answers_ = n_w.astype(np.int64)
         self.worker_accuracy_, self.worker_interval_ = wilson(right, n_w.astype(np.float64))
 

@@ -73,7 +73,7 @@ class MACE(Aggregator):
             spam_count = np.bincount(d.workers, weights=bad, minlength=m)
             spam = (spam_count + self.spammy) / (n_w + self.spammy + self.competent)
             xi = np.bincount(d.workers * k_ + d.labels, weights=bad, minlength=m * k_)
-            xi = xi.reshape(m, k_) + self.smoothing
+            xi = (xi.reshape(m, k_) + self.smoothing).astype(np.float64)
             xi /= xi.sum(axis=1, keepdims=True)
             conf = self._confusion(spam, xi, k_)
             prior = (post.sum(axis=0) + 1.0) / (d.n_items + k_)

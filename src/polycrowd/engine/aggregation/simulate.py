@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polycrowd.engine.aggregation._base import IntArray
+from polycrowd.engine.aggregation._base import FloatArray, IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class Crowd:
     workers: IntArray
     labels: IntArray
     truth: IntArray
+    easiness: FloatArray
     n_items: int
     n_workers: int
     n_classes: int
@@ -92,6 +93,7 @@ def simulate(shape: Shape, seed: int = 0) -> Crowd:
         workers.astype(np.int64),
         labels.astype(np.int64),
         truth.astype(np.int64),
+        easiness.astype(np.float64),
         n,
         int(workers.max()) + 1,
         k_,
