@@ -10,6 +10,9 @@ method, the accuracy on the gold items and the ``fit`` wall time (best of
 ``--repeats`` runs, ``time.perf_counter``):
 
 * ``mv``, ``wmv``, ``ds``, ``ocds``: polycrowd's aggregators with default settings;
+* ``auto``: :class:`Auto`, what ``polycrowd aggregate`` runs by default, with
+  ``method`` (the model it chose without gold) and ``ece`` (expected
+  calibration error of its confidence on the gold items, 10 bins);
 * ``ds_gold10``: Dawid-Skene with the gold labels of 10 % of the items clamped.
   Scored honestly by cross-fitting: items are split into 10 folds, and the
   labels of fold ``f`` come from a fit that was given the gold of fold ``f + 1``
@@ -41,7 +44,14 @@ from pathlib import Path
 import numpy as np
 from _data import DATA, DATASETS, ROOT, Dataset, best_of, load, log
 
-from polycrowd.engine.aggregation import METHODS, DawidSkene, make_aggregator
+from polycrowd.engine.aggregation import METHODS, Auto, DawidSkene, make_aggregator
+from polycrowd.engine.aggregation._base import _Answers
+from polycrowd.engine.aggregation.auto import CANDIDATES, heldout_scores, pick
+from polycrowd.engine.aggregation.simulate import SHAPES, simulate
+from polycrowd.engine.aggregation.tsv import expected_calibration_error
+
+MARGINS = (0.0, 0.005, 0.01, 0.02, 0.05)
+PER_WORKER = (5, 10, 20, 40, 80)
 
 BENCH_VENV = ROOT / "bench" / ".venv-bench"
 REQUIREMENTS = ROOT / "bench" / "requirements-crowdkit.txt"
@@ -151,6 +161,20 @@ def bench_dataset(
         labels, seconds = best_of(lambda m=method: _fit_labels(m, ds), repeats)  # type: ignore[misc]
         out[method] = {"accuracy": ds.accuracy(labels), "seconds": seconds}
         log(f"  {ds.name:10s} {method:12s} {out[method]['accuracy']:.4f}  {seconds:.4f} s")
+    a = ds.answers
+    shape = {"n_items": a.n_items, "n_workers": a.n_workers, "n_labels": a.n_labels}
+    auto, seconds = best_of(lambda: Auto().fit(a.items, a.workers, a.labels, **shape), 1)
+    right = (auto.labels_ == ds.gold)[ds.scored]
+    out["auto"] = {
+        "accuracy": ds.accuracy(auto.labels_),
+        "seconds": seconds,
+        "method": auto.chosen_,
+        "ece": expected_calibration_error(auto.confidence_[ds.scored], right),
+    }
+    log(
+        f"  {ds.name:10s} {'auto':12s} {out['auto']['accuracy']:.4f}  {seconds:.4f} s "
+        f"({auto.chosen_}, ECE {out['auto']['ece']:.4f})"
+    )
     labels, seconds = best_of(lambda: cross_fit_gold(ds), repeats)
     out["ds_gold10"] = {"accuracy": ds.accuracy(labels), "seconds": seconds / 10}
     log(f"  {ds.name:10s} {'ds_gold10':12s} {out['ds_gold10']['accuracy']:.4f}")
@@ -174,7 +198,11 @@ def bench_dataset(
 def verdict(results: dict[str, dict[str, dict[str, float | None]]]) -> None:
     """Goal check on stderr: our best >= crowd-kit's best, our DS as fast as theirs."""
     for name, res in results.items():
-        ours = {m: r["accuracy"] for m, r in res.items() if not m.startswith("crowdkit")}
+        ours = {
+            m: r["accuracy"]
+            for m, r in res.items()
+            if not m.startswith("crowdkit") and m != "auto"
+        }
         theirs = {m: r["accuracy"] for m, r in res.items() if m.startswith("crowdkit")}
         best_ours = max(ours, key=lambda m: ours[m] or 0.0)
         known = {m: a for m, a in theirs.items() if a is not None}
@@ -255,6 +283,83 @@ def subsample_study(datasets: list[Dataset], seeds: int) -> dict[str, object]:
     return report
 
 
+# --------------------------------------------------------------------------- auto study
+
+
+def _auto_rows(
+    items: np.ndarray, workers: np.ndarray, labels: np.ndarray, truth: np.ndarray, k: int
+) -> dict[str, float]:
+    """Accuracy of every method, of held-out selection with and without mv, and the pick."""
+    row: dict[str, float] = {}
+    shape = {"n_items": int(truth.size), "n_workers": int(workers.max()) + 1, "n_labels": k}
+    for method in METHODS:
+        model = make_aggregator(method).fit(items, workers, labels, **shape)
+        row[method] = float(np.mean(model.labels_ == truth))
+    d = _Answers.build(items, workers, labels, shape["n_items"], shape["n_workers"], k)
+    scores, _ = heldout_scores(d, (*CANDIDATES, "mv"), 5, 0)
+    for margin in MARGINS:
+        row[f"auto_m{margin}"] = row[pick(scores, CANDIDATES, margin)]
+        row[f"auto_with_mv_m{margin}"] = row[pick(scores, (*CANDIDATES, "mv"), margin)]
+    per_worker = items.size / shape["n_workers"]
+    for t in PER_WORKER:
+        rule = pick(scores, CANDIDATES, 0.01) if per_worker >= t else "mace"
+        row[f"auto_pw{t}"] = row[rule]
+    picked = Auto(calibrate=False).fit(items, workers, labels, **shape)
+    row["auto"] = row[picked.chosen_]
+    return row
+
+
+def auto_study(datasets: list[Dataset], seeds: int) -> dict[str, object]:
+    """The measurement behind ``Auto``: simulated crowds and subsets of the real sets."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    for name, shape in SHAPES.items():
+        for seed in range(seeds):
+            c = simulate(shape, seed)
+            rows.append((name, _auto_rows(c.items, c.workers, c.labels, c.truth, c.n_classes)))
+        log(f"  auto study: {name} done")
+    for ds in datasets:
+        for per_item in (3, 5):
+            for n_items in (50, 200):
+                if per_item > 3 and ds.name == "product":
+                    continue
+                if n_items > ds.answers.n_items:
+                    continue
+                for seed in range(seeds):
+                    rng = np.random.default_rng(seed)
+                    it, wk, lb, truth = _subsample(ds, n_items, per_item, rng)
+                    row = _auto_rows(it, wk, lb, truth, ds.answers.n_labels)
+                    rows.append((f"{ds.name}_{n_items}x{per_item}", row))
+        log(f"  auto study: {ds.name} subsets done")
+    rules = (
+        *METHODS,
+        "auto",
+        *(f"auto_m{m}" for m in MARGINS),
+        *(f"auto_with_mv_m{m}" for m in MARGINS),
+        *(f"auto_pw{t}" for t in PER_WORKER),
+    )
+    mean = {r: round(float(np.mean([row[r] for _, row in rows])), 4) for r in rules}
+    regret = {
+        r: round(float(np.mean([max(row[m] for m in METHODS) - row[r] for _, row in rows])), 4)
+        for r in rules
+    }
+    worst = {
+        r: int(sum(row[r] <= min(row[m] for m in METHODS) + 1e-12 for _, row in rows))
+        for r in rules
+    }
+    groups = sorted({g for g, _ in rows})
+    per_group = {
+        g: {r: round(float(np.mean([row[r] for h, row in rows if h == g])), 4) for r in rules}
+        for g in groups
+    }
+    return {
+        "runs": len(rows),
+        "mean_accuracy": mean,
+        "mean_regret": regret,
+        "times_worst": worst,
+        "per_group": per_group,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -263,9 +368,13 @@ def main() -> None:
     parser.add_argument("--no-crowdkit", action="store_true")
     parser.add_argument("--subsample", action="store_true", help="run the choose_method study")
     parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--auto-study", action="store_true", help="run the Auto study")
     args = parser.parse_args()
     names = [n for n in args.datasets.split(",") if n]
     datasets = [load(n, args.data) for n in names]
+    if args.auto_study:
+        print(json.dumps(auto_study(datasets, min(args.seeds, 3))))
+        return
     if args.subsample:
         print(json.dumps(subsample_study(datasets, args.seeds)))
         return

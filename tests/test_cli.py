@@ -163,3 +163,10 @@ def test_aggregate_on_shared_data(tmp_path: Path) -> None:
     assert result["accuracy"] >= 0.93
     header = out.read_text().splitlines()[0]
     assert header == "item\tlabel\tconfidence"
+    assert 0.0 <= result["ece"] < 0.2
+    assert len(result["results"]) == result["items"]
+    workers = (tmp_path / "r.workers.tsv").read_text().splitlines()
+    assert workers[0] == "worker\tanswers\taccuracy\tlow\thigh"
+    assert len(workers) - 1 == len(result["workers"]) == 76
+    w = result["workers"][0]
+    assert w["low"] <= w["accuracy"] <= w["high"]

@@ -105,9 +105,14 @@ def _parser() -> argparse.ArgumentParser:
         "polycrowd aggregate --input labels.tsv --method ds --gold gold.tsv --output results.tsv",
     )
     ag.add_argument("--input", required=True, help="TSV with columns item, worker, label")
-    ag.add_argument("--method", default="auto", help="mv, wmv, ds, ocds or auto")
+    ag.add_argument(
+        "--method", default="auto", help="auto (default) or mv, wmv, ds, ocds, bds, glad, mace"
+    )
     ag.add_argument("--gold", help="TSV with columns item, label: prints accuracy")
     ag.add_argument("--output", required=True, help="TSV to write: item, label, confidence")
+    ag.add_argument(
+        "--workers", help="TSV of worker accuracies (default: OUTPUT.workers.tsv next to it)"
+    )
     ag.add_argument("--json", action="store_true", help="print JSON")
 
     au = cmd("audit", "Verify the ledger's hash chain and balances.", "polycrowd audit --json")
@@ -294,15 +299,16 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.engine.aggregation import aggregate_tsv
 
     with _progress("aggregating"):
-        out = aggregate_tsv(args.input, args.method, args.output, args.gold)
+        out = aggregate_tsv(args.input, args.method, args.output, args.gold, args.workers)
     if args.json:
         _print_json(out)
     else:
         acc = out.get("accuracy")
         line = f"{out['items']} items aggregated with {out['method']} -> {args.output}"
         if acc is not None:
-            line += f"; accuracy {acc:.4f}"
+            line += f"; accuracy {acc:.4f}, calibration error {out['ece']:.4f}"
         print(line)
+        print(f"worker accuracies -> {out['workers_output']}")
     return 0
 
 

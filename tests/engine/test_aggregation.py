@@ -230,7 +230,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         MajorityVote().fit([0, -1], [0, 0], [0, 1])
     with pytest.raises(ValueError, match="unknown aggregation method"):
-        make_aggregator("glad")
+        make_aggregator("nope")
 
 
 # --------------------------------------------------------------------------- choose / online

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polycrowd.engine.aggregation import (
-    choose_method,
+    Auto,
     encode,
     krippendorff_alpha,
     make_aggregator,
@@ -39,12 +39,10 @@ def aggregate_labels(
     gold: Mapping[str, str] | None = None,
     label_set: Sequence[str] | None = None,
 ) -> Aggregated:
-    """Aggregate string answers; ``auto`` picks the method the engine measured best."""
+    """Aggregate string answers; ``auto`` picks the model by held-out answers (no gold)."""
     enc = encode(items, workers, labels, label_set)
     per_item = np.bincount(enc.items, minlength=enc.n_items)
     gold = gold or {}
-    if method == "auto":
-        method = choose_method(enc.n_items, enc.n_workers, float(per_item.mean()), bool(gold))
     agg = make_aggregator(method).fit(
         enc.items,
         enc.workers,
@@ -54,6 +52,8 @@ def aggregate_labels(
         n_labels=enc.n_labels,
         gold=enc.gold_array(gold) if gold else None,
     )
+    if isinstance(agg, Auto):
+        method = agg.chosen_  # the model auto chose, as before
     results = {
         item: ItemResult(
             label=enc.label_names[int(agg.labels_[i])],

@@ -1,0 +1,159 @@
+"""Tests for the newer aggregation models, Auto, the simulator and the online posterior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polycrowd.engine.aggregation import (
+    GLAD,
+    MACE,
+    METHODS,
+    REGISTRY,
+    Auto,
+    BayesianDawidSkene,
+    DawidSkene,
+    MajorityVote,
+    item_posterior,
+    make_aggregator,
+)
+from polycrowd.engine.aggregation.simulate import SHAPES, Shape, simulate
+from polycrowd.engine.aggregation.tsv import expected_calibration_error
+
+
+def _fit(method: str, c: object) -> object:
+    crowd = c  # a simulate.Crowd
+    return make_aggregator(method).fit(
+        crowd.items,  # type: ignore[attr-defined]
+        crowd.workers,  # type: ignore[attr-defined]
+        crowd.labels,  # type: ignore[attr-defined]
+        n_items=crowd.n_items,  # type: ignore[attr-defined]
+        n_workers=crowd.n_workers,  # type: ignore[attr-defined]
+        n_labels=crowd.n_classes,  # type: ignore[attr-defined]
+    )
+
+
+def _spam_crowd(
+    seed: int = 0, constant: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """3 honest workers (80 % right) and 3 spammers (always 0, or at random), 300 items."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, 300)
+    items, workers, labels = [], [], []
+    for i, t in enumerate(truth):
+        for w in range(6):
+            items.append(i)
+            workers.append(w)
+            if w < 3:
+                labels.append(int(t) if rng.random() < 0.8 else 1 - int(t))
+            else:
+                labels.append(0 if constant else int(rng.integers(0, 2)))
+    return np.array(items), np.array(workers), np.array(labels), truth
+
+
+def test_registry_holds_every_method_and_all_fit() -> None:
+    assert set(METHODS) == set(REGISTRY)
+    assert {"bds", "glad", "mace"} <= set(METHODS)
+    items, workers, labels = [0, 0, 1, 1, 2], [0, 1, 0, 1, 0], [0, 0, 1, 1, 1]
+    for method in (*METHODS, "auto"):
+        model = make_aggregator(method).fit(items, workers, labels)
+        assert model.labels_.tolist() == [0, 1, 1]
+        assert np.allclose(model.posteriors_.sum(axis=1), 1.0)
+        assert model.worker_answers_.tolist() == [3, 2]
+        proba = model.answer_proba([0, 2], [1, 1])
+        assert proba.shape == (2, 2) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_spammers_are_down_weighted() -> None:
+    items, workers, labels, truth = _spam_crowd()
+    mv = MajorityVote().fit_predict(items, workers, labels)
+    ds = DawidSkene().fit(items, workers, labels)
+    bds = BayesianDawidSkene().fit(items, workers, labels)
+    auto = Auto().fit(items, workers, labels)
+    # majority vote is dragged to 0; the confusion models recover the honest workers' answers
+    assert np.mean(mv == truth) < 0.8
+    for model in (ds, bds, auto):
+        assert np.mean(model.labels_ == truth) > 0.85
+    # the spammers' estimated accuracy is about chance, the honest ones' about 0.8
+    assert bds.worker_accuracy_[3:].max() < 0.6
+    assert bds.worker_accuracy_[:3].min() > 0.7
+
+
+def test_mace_spots_random_spammers() -> None:
+    # known limit: with half the crowd pressing one button from the start, MACE's EM
+    # (started from majority vote) can settle on the spammers; DS/BDS handle that case
+    items, workers, labels, truth = _spam_crowd(constant=False)
+    mace = MACE().fit(items, workers, labels)
+    assert np.mean(mace.labels_ == truth) > 0.85
+    assert mace.spam_[3:].min() > 0.6 > mace.spam_[:3].max()
+
+
+def test_glad_finds_the_hard_items() -> None:
+    c = simulate(SHAPES["hard_items"], seed=1)
+    model = GLAD().fit(c.items, c.workers, c.labels, n_labels=c.n_classes)
+    hard = c.easiness < 0.5
+    assert hard.any() and (~hard).any()
+    assert np.median(model.difficulty_[hard]) > 1.5 * np.median(model.difficulty_[~hard])
+
+
+def test_prior_keeps_sparse_workers_from_overfitting() -> None:
+    c = simulate(SHAPES["sparse_skewed_4"], seed=0)
+    ds = np.mean(_fit("ds", c).labels_ == c.truth)  # type: ignore[attr-defined]
+    bds = np.mean(_fit("bds", c).labels_ == c.truth)  # type: ignore[attr-defined]
+    assert bds > ds + 0.02
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_auto_is_never_the_worst_on_an_unseen_crowd(seed: int) -> None:
+    # a shape that is not one of the SHAPES the rule was measured on
+    shape = Shape(
+        n_items=250,
+        n_workers=25,
+        n_classes=6,
+        per_item=5,
+        skew=0.5,
+        spammers=0.2,
+        adversaries=0.1,
+        ability=1.5,
+    )
+    c = simulate(shape, seed)
+    acc = {m: float(np.mean(_fit(m, c).labels_ == c.truth)) for m in METHODS}  # type: ignore[attr-defined]
+    auto = _fit("auto", c)
+    auto_acc = float(np.mean(auto.labels_ == c.truth))  # type: ignore[attr-defined]
+    assert auto_acc > min(acc.values())
+    assert auto_acc >= np.median(list(acc.values())) - 0.01
+
+
+def test_auto_confidence_is_calibrated_on_a_simulated_crowd() -> None:
+    c = simulate(Shape(n_items=1500, n_workers=40, per_item=5, ability=1.2, spammers=0.1), 3)
+    model = Auto().fit(c.items, c.workers, c.labels, n_labels=c.n_classes)
+    right = model.labels_ == c.truth
+    assert expected_calibration_error(model.confidence_, right) < 0.05
+    # per-worker intervals are ordered and mostly cover the worker's accuracy on the truth
+    lo, hi = model.worker_interval_[:, 0], model.worker_interval_[:, 1]
+    assert np.all(lo <= hi)
+    true_acc = np.bincount(
+        c.workers, weights=c.labels == c.truth[c.items], minlength=c.n_workers
+    ) / np.maximum(np.bincount(c.workers, minlength=c.n_workers), 1)
+    covered = (lo - 0.02 <= true_acc) & (true_acc <= hi + 0.02)
+    assert covered.mean() >= 0.85
+
+
+def test_auto_falls_back_on_tiny_data() -> None:
+    model = Auto().fit([0, 1], [0, 0], [1, 1])
+    assert model.chosen_ == "bds" and model.scores_ == {}
+    assert model.labels_.tolist() == [1, 1]
+
+
+def test_item_posterior_extra_voter_and_hardness() -> None:
+    base = item_posterior([0, 0, 1], [0.8, 0.8, 0.8], 2)
+    # an extra voter that says "1" with likelihood ratio 9:1 flips the item
+    extra = item_posterior([0, 0, 1], [0.8, 0.8, 0.8], 2, extra=[[0.1, 0.9]])
+    assert base[0] > 0.5 > extra[0]
+    # hardness: a contested item is less certain, a unanimous one unchanged
+    hard = item_posterior([0, 0, 1], [0.8, 0.8, 0.8], 2, hardness=2.0)
+    assert 0.5 < hard[0] < base[0]
+    same = item_posterior([0, 0], [0.8, 0.8], 2, hardness=2.0)
+    assert same == pytest.approx(item_posterior([0, 0], [0.8, 0.8], 2))
+    with pytest.raises(ValueError, match="non-negative"):
+        item_posterior([0], [0.8], 2, extra=[[-1.0, 1.0]])
