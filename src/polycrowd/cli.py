@@ -139,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
         "backup", "Copy the database safely while the bot runs.", "polycrowd backup backup.db"
     )
     bk.add_argument("output")
+
+    from polycrowd.cli_models import add_models_parser
+
+    add_models_parser(sub, _fmt)
     return p
 
 
@@ -385,6 +389,12 @@ def _checker(args: argparse.Namespace, settings: Settings) -> int:
     return checker_command(args, settings)
 
 
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.cli_models import models_command
+
+    return models_command(args, settings)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": _demo,
     "run": _run,
@@ -396,6 +406,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "user": _user,
     "backup": _backup,
     "checker": _checker,
+    "models": _models,
 }
 
 

@@ -218,9 +218,7 @@ def hf_name(name: str) -> str:
     return f"encoder.layer.{int(layer[1:])}.{_LAYER_NAMES[short]}.{suffix}"
 
 
-def state_dict(
-    e5: E5Bin, progress: Progress | None = None
-) -> dict[str, npt.NDArray[np.float32]]:
+def state_dict(e5: E5Bin, progress: Progress | None = None) -> dict[str, npt.NDArray[np.float32]]:
     """Every tensor, dequantised to float32 and named as BertModel names it."""
     shapes = _shapes(e5.header)
     missing = sorted(set(shapes) - set(e5.tensors))
