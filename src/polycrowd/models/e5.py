@@ -511,6 +511,9 @@ def ensure_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         convert(source, tmp, progress)
+        tmp.chmod(0o755)  # mkdtemp made it private; a cache folder is readable like any
+        for path in tmp.iterdir():
+            path.chmod(0o644)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(old)
