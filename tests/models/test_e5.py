@@ -167,7 +167,10 @@ def test_converted_folder_equals_a_bert_built_from_the_weights(
         layer_norm_eps=1e-12,
     )
     direct = transformers.BertModel(config, add_pooling_layer=False).eval()
-    fp16 = {k: torch.from_numpy(v.astype(np.float16).astype(np.float32)) for k, v in expected.items()}
+    # the folder stores fp16: the same weights rounded to fp16, computed in float32
+    fp16 = {
+        k: torch.from_numpy(v.astype(np.float16).astype(np.float32)) for k, v in expected.items()
+    }
     missing, unexpected = direct.load_state_dict(fp16, strict=False)
     assert not unexpected and all("position_ids" in k for k in missing)
 
