@@ -390,20 +390,24 @@ def convert(bin_path: str | Path, out_dir: str | Path, progress: Progress | None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e5 = read_bin(bin_path)
-    total = len(_shapes(e5.header)) + 2
+    n = len(_shapes(e5.header))
+    # the tensors are quick to read; writing the weights, the tokenizer and the manifest
+    # each take about as long as all of them: count those as a tenth each
+    total = n + 3 * max(1, n // 10)
 
     def step(done: int, _total: int) -> None:
         if progress:
-            progress(done, total)
+            progress(min(done, total), total)
 
     weights = state_dict(e5, step)
     fp16 = {k: v.astype(np.float16) for k, v in weights.items()}
     del weights
     save_file(fp16, str(out / "model.safetensors"), metadata={"format": "pt"})
     del fp16
-    step(total - 1, total)
+    step(n + max(1, n // 10), total)
     _write_json(out / "config.json", bert_config(e5.header, e5.pad))
     build_tokenizer(e5).save(str(out / "tokenizer.json"))
+    step(n + 2 * max(1, n // 10), total)
     _write_json(out / "tokenizer_config.json", tokenizer_config(e5, e5.header.max_positions))
     meta = {**META, "source_sha256": hashlib.sha256(e5.data).hexdigest()}
     _write_json(out / "polycrowd.json", meta)
