@@ -60,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--rules-only",
         action="store_true",
-        help="check answers with the rules alone (default: rules + the MiniLM model when the"
-        " [ml] extra is installed)",
+        help="check answers with the rules alone (default: rules + the multilingual-e5-small"
+        " model when the [ml] extra is installed)",
     )
 
     cmd(

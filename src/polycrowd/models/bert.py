@@ -420,7 +420,9 @@ class BertChecker:
         import torch
 
         device = resolve_device(self.requested_device)
-        kwargs: dict[str, Any] = {"dtype": torch.float32}  # e5 is fp16 on disk; GPU: half()
+        # fp16 on a GPU, float32 on the CPU (e5 is stored in fp16: do not compute in it there)
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        kwargs: dict[str, Any] = {"dtype": dtype}
         if self.is_e5:
             from polycrowd.models import e5
 

@@ -2,7 +2,8 @@
 
 :func:`train_classifier` (labels from item text, or good/bad from an (item, answer) pair)
 and :func:`train_tagger` (BIO token tags for spans tasks) fine-tune a local base model
-(MiniLM by default, or any BERT-style HF folder) with a seeded, stratified held-out split,
+(multilingual-e5-small by default, else MiniLM, or any BERT-style HF folder) with a
+seeded, stratified held-out split,
 and save a versioned folder ``out_dir/<version>/`` holding the config, the weights, the
 tokenizer and ``polycrowd.json`` (version, kind, input, labels, metrics, created time...),
 which :class:`~polycrowd.models.bert.BertChecker` reads. :func:`evaluate` and
