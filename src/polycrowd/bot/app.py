@@ -112,8 +112,8 @@ def build_checker(settings: Settings, detector: LanguageDetector) -> Checker:
         model_path=settings.checker_model or None,
         device=settings.checker_device,
         detect=detect,
-        # The default MiniLM reads English only; a requester's model says what it reads
-        languages=None if settings.checker_model else ("en",),
+        # each model knows what it reads: MiniLM English only, e5 and trained folders more
+        languages=None,
         max_batch=settings.checker_batch,
         max_wait_ms=settings.checker_wait_ms,
     )

