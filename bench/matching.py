@@ -84,12 +84,8 @@ async def run(n_items: int, n_workers: int, answers: int, seed: int) -> dict[str
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(uid, answers // n_workers) for uid in workers))
         elapsed = time.perf_counter() - t0
-        async with db.read() as tx:
-            dup = await tx.value(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-                " HAVING COUNT(*) > 1)"
-            )
-            over = await tx.value("SELECT COUNT(*) FROM items WHERE filled > target")
+        diag = await db.diagnostics()
+        dup, over = diag.duplicate_assignments, diag.over_assigned_items
         await db.close()
     picks.sort()
     return {

@@ -353,18 +353,11 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
-    import sqlite3
+    from polycrowd.engine.store.sqlite import backup_file
 
     if not Path(settings.db).exists():
         raise CliError(f"database not found: {settings.db}")
-    src = sqlite3.connect(settings.db)
-    try:
-        dst = sqlite3.connect(args.output)
-        with dst:
-            src.backup(dst)
-        dst.close()
-    finally:
-        src.close()
+    backup_file(settings.db, args.output)
     print(f"backed up {settings.db} to {args.output}")
     return 0
 
