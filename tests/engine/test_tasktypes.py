@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from polycrowd.engine.tasktypes import REGISTRY, Buttons, estimate, same_answer, spec_of
+from polycrowd.engine.tasktypes import (
+    REGISTRY,
+    Buttons,
+    CheckerHead,
+    estimate,
+    same_answer,
+    spec_of,
+)
 from polycrowd.engine.types import TaskType
 
 
@@ -47,3 +54,10 @@ def test_render_hints() -> None:
     assert spec_of(TaskType.SPANS).render.numbered_tokens
     assert spec_of(TaskType.SPANS).render.expects_text
     assert not spec_of(TaskType.IMAGE).render.expects_text
+
+
+def test_checker_heads() -> None:
+    heads = {t: spec_of(t).checker_head for t in TaskType}
+    assert heads[TaskType.CHOICE] is heads[TaskType.IMAGE] is CheckerHead.CLASSIFIER
+    assert heads[TaskType.SPANS] is CheckerHead.TAGGER
+    assert heads[TaskType.TEXT] is heads[TaskType.MULTI] is CheckerHead.SIMILARITY

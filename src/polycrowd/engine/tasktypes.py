@@ -23,6 +23,14 @@ Estimate = tuple[str, float, float]
 Estimator = Callable[[Sequence[tuple[str, float]], tuple[str, ...]], Estimate]
 
 
+class CheckerHead(StrEnum):
+    """Which checker model head a project of this type trains (``polycrowd checker``)."""
+
+    CLASSIFIER = "classifier"  # item -> label
+    TAGGER = "tagger"  # token -> BIO tag (spans)
+    SIMILARITY = "similarity"  # item/answer pair: needs no training
+
+
 class Buttons(StrEnum):
     """How a task is answered in chat."""
 
@@ -47,6 +55,7 @@ class TaskTypeSpec:
     needs_labels: bool  # the spec must name at least two labels
     categorical: bool  # one label out of the label set: alpha and batch aggregation apply
     detects_language: bool  # accepted answers are language evidence for the worker
+    checker_head: CheckerHead = CheckerHead.SIMILARITY
 
     @property
     def has_buttons(self) -> bool:
@@ -100,10 +109,22 @@ _LABELS = RenderHints(Buttons.LABELS, expects_text=False, text_prompt=False, num
 
 REGISTRY: Mapping[TaskType, TaskTypeSpec] = {
     TaskType.CHOICE: TaskTypeSpec(
-        _strip, _estimate_choice, _LABELS, True, categorical=True, detects_language=False
+        _strip,
+        _estimate_choice,
+        _LABELS,
+        True,
+        categorical=True,
+        detects_language=False,
+        checker_head=CheckerHead.CLASSIFIER,
     ),
     TaskType.IMAGE: TaskTypeSpec(
-        _strip, _estimate_choice, _LABELS, True, categorical=True, detects_language=False
+        _strip,
+        _estimate_choice,
+        _LABELS,
+        True,
+        categorical=True,
+        detects_language=False,
+        checker_head=CheckerHead.CLASSIFIER,
     ),
     TaskType.MULTI: TaskTypeSpec(
         _label_set,
@@ -128,6 +149,7 @@ REGISTRY: Mapping[TaskType, TaskTypeSpec] = {
         False,
         categorical=False,
         detects_language=True,
+        checker_head=CheckerHead.TAGGER,
     ),
 }
 
