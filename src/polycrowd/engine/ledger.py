@@ -58,6 +58,7 @@ async def append(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind: {kind}")
+    await tx.ledger.lock_chain()  # one appender at a time: the chain never forks
     if await tx.ledger.has_ref(ref):
         return None
     last = await tx.ledger.last()

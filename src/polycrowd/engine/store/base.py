@@ -355,6 +355,9 @@ class CheckerStatsRepository(Protocol):
 
 
 class LedgerRepository(Protocol):
+    async def lock_chain(self) -> None:
+        """Serialise appends to the chain until the transaction ends."""
+
     async def has_ref(self, ref: str) -> bool: ...
 
     async def last(self) -> tuple[int, str] | None:

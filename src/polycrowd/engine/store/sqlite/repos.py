@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from polycrowd.engine.events import Flag
 from polycrowd.engine.store.base import Diagnostics, DuplicateKey, LanguageRow, SkillRow
@@ -21,10 +21,24 @@ if TYPE_CHECKING:
     from polycrowd.engine.store.sqlite.database import Tx
 
 
+class SqlRunner(Protocol):
+    """What the repositories run their statements on (``?`` placeholders)."""
+
+    async def one(self, sql: str, params: Any = ()) -> Any: ...
+
+    async def all(self, sql: str, params: Any = ()) -> list[Any]: ...
+
+    async def value(self, sql: str, params: Any = ()) -> Any: ...
+
+    async def run(self, sql: str, params: Any = ()) -> int: ...
+
+    async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
 class _Repo:
     __slots__ = ("tx",)
 
-    def __init__(self, tx: Tx) -> None:
+    def __init__(self, tx: SqlRunner) -> None:
         self.tx = tx
 
 
@@ -515,7 +529,7 @@ class ItemRepo(_Repo):
             (project_id,),
         )
         assert r is not None
-        return r
+        return cast(RowLike, r)
 
     async def gold_labels(self, project_id: int) -> list[tuple[int, str]]:
         rows = await self.tx.all(
@@ -762,7 +776,7 @@ class AnswerRepo(_Repo):
         )
         if open_appeal:
             sql += " AND a.appeal = 'open'"
-        return await self.tx.one(sql, (answer_id,))
+        return cast("RowLike | None", await self.tx.one(sql, (answer_id,)))
 
     async def set_status(self, answer_id: int, status: str, reason: str | None = None) -> None:
         if reason is None:
@@ -798,7 +812,7 @@ class AnswerRepo(_Repo):
             (project_id,),
         )
         assert a is not None
-        return a
+        return cast(RowLike, a)
 
     async def counted_labels(self, project_id: int) -> list[tuple[int, int, str]]:
         """(item, worker, payload) of a project's counted answers."""
@@ -819,7 +833,7 @@ class AnswerRepo(_Repo):
             (user_id,),
         )
         assert r is not None
-        return r
+        return cast(RowLike, r)
 
     async def latest_appealable(self, user_id: int) -> int | None:
         aid = await self.tx.value(
@@ -830,9 +844,10 @@ class AnswerRepo(_Repo):
         return None if aid is None else int(aid)
 
     async def own(self, answer_id: int, user_id: int) -> RowLike | None:
-        return await self.tx.one(
+        row = await self.tx.one(
             "SELECT * FROM answers WHERE id = ? AND worker_id = ?", (answer_id, user_id)
         )
+        return cast("RowLike | None", row)
 
     async def open_appeal(self, answer_id: int, text: str) -> None:
         await self.tx.run(
@@ -944,6 +959,11 @@ class CheckerStatsRepo(_Repo):
 
 
 class LedgerRepo(_Repo):
+    async def lock_chain(self) -> None:
+        """Serialise appends to the chain until the transaction ends.
+
+        SQLite's BEGIN IMMEDIATE already admits one writer at a time: nothing to do."""
+
     async def has_ref(self, ref: str) -> bool:
         return bool(await self.tx.value("SELECT 1 FROM ledger WHERE ref = ?", (ref,)))
 
@@ -965,7 +985,7 @@ class LedgerRepo(_Repo):
 
     async def chain(self) -> AsyncIterator[RowLike]:
         """Every entry in sequence order, streamed."""
-        async with self.tx.conn.execute(
+        async with cast("Tx", self.tx).conn.execute(
             "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash"
             " FROM ledger ORDER BY seq"
         ) as cur:
