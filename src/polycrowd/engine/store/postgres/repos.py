@@ -100,6 +100,26 @@ class LanguageRepo(lite.LanguageRepo):
 
 
 class SkillRepo(lite.SkillRepo):
+    async def save(
+        self,
+        user_id: int,
+        skill: str,
+        alpha: float,
+        beta: float,
+        mean: float,
+        gold_seen: int,
+        paused: bool,
+        reason: str,
+    ) -> None:
+        await self.tx.run(
+            "INSERT INTO user_skills AS t (user_id, skill, alpha, beta, mean, gold_seen, paused,"
+            " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, skill) DO UPDATE SET"
+            " alpha = excluded.alpha, beta = excluded.beta, mean = excluded.mean,"
+            " gold_seen = excluded.gold_seen, paused = excluded.paused,"
+            " reason = CASE WHEN excluded.reason <> '' THEN excluded.reason ELSE t.reason END",
+            (user_id, skill, alpha, beta, mean, gold_seen, int(paused), reason),
+        )
+
     async def paused_projects(self, user_id: int) -> list[tuple[str, str]]:
         rows = await self.tx.all(
             "SELECT p.name, s.reason FROM user_skills s JOIN projects p"

@@ -1,4 +1,4 @@
-"""The SQLite store: diagnostics, typed repositories, errors and the injected clock."""
+"""Both stores: diagnostics, typed repositories, errors and the injected clock."""
 
 from __future__ import annotations
 
