@@ -45,10 +45,10 @@ def spans_to_bio(text: str, spans: str) -> tuple[list[str], list[str]]:
 async def _examples(settings: Settings, project_id: int) -> tuple[Any, list[tuple[str, str]]]:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
-    from polycrowd.engine.store import Database
+    from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await Database.open(settings.db, create=False)
+    db = await open_store(settings.db, create=False)
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         project = await engine.get_project(project_id)
@@ -60,10 +60,10 @@ async def _examples(settings: Settings, project_id: int) -> tuple[Any, list[tupl
 async def _save_config(settings: Settings, project_id: int, config: dict[str, Any]) -> None:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
-    from polycrowd.engine.store import Database
+    from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await Database.open(settings.db, create=False)
+    db = await open_store(settings.db, create=False)
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         await engine.update_checker_config(project_id, config)

@@ -98,3 +98,17 @@ async def test_removing_the_last_entry_breaks_the_balance(engine: Engine) -> Non
     await _tamper(engine.db, "DELETE FROM ledger WHERE seq = 3")
     report = await engine.audit()
     assert not report.ok and "balance" in report.problem
+
+
+async def test_concurrent_appends_keep_one_chain(engine: Engine) -> None:
+    """Many writers at once (on PostgreSQL: many connections) never fork the chain."""
+    uid = await _user(engine, 1)
+
+    async def credit(k: int) -> None:
+        async with engine.db.transaction() as tx:
+            await ledger.append(tx, uid, "credit", 1, f"c{k}", now=engine.clock())
+
+    await asyncio.gather(*(credit(k) for k in range(40)))
+    report = await engine.audit()
+    assert report.ok and report.entries == 40 and report.total == 40
+    assert (await engine.get_user(uid)).balance == 40

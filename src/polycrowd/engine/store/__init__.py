@@ -18,7 +18,7 @@ def is_postgres(url: str | Path) -> bool:
     return str(url).startswith(POSTGRES_SCHEMES)
 
 
-async def open_store(url: str | Path, *, create: bool = True, **kw: Any) -> Database | Any:
+async def open_store(url: str | Path, *, create: bool = True, **kw: Any) -> Store:
     """The store behind ``url``: a PostgreSQL URL, or else the path of a SQLite file."""
     if is_postgres(url):
         from polycrowd.engine.store.postgres import PgDatabase

@@ -21,6 +21,29 @@ if TYPE_CHECKING:
     from polycrowd.engine.types import Assignment, Item, LedgerEntry, Project, RowLike, User
 
 
+# Every table, parents before children (the order a copy between stores loads them in).
+TABLES = (
+    "users",
+    "identities",
+    "user_languages",
+    "user_skills",
+    "projects",
+    "project_languages",
+    "project_skills",
+    "items",
+    "assignments",
+    "answers",
+    "results",
+    "ledger",
+    "flags",
+    "checker_stats",
+    "payouts",
+    "processed_updates",
+    "link_codes",
+    "tokens",
+)
+
+
 class StoreError(RuntimeError):
     """The database cannot be opened or migrated."""
 

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from polycrowd.engine.events import Outbox
-from polycrowd.engine.store.base import Diagnostics, StoreError
+from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.postgres import repos
 
 SCHEMA_VERSION = 1
@@ -164,6 +164,31 @@ class PgDatabase:
             diag: Diagnostics = await repos.diagnostics(tx, project_id)
         return diag
 
+    async def table_sizes(self) -> dict[str, int]:
+        """Rows per table."""
+        async with self.read() as tx:
+            return {t: int(await tx.value(f"SELECT COUNT(*) FROM {t}")) for t in TABLES}
+
+    @asynccontextmanager
+    async def bulk_load(self) -> AsyncIterator[BulkLoader]:
+        """Load rows with their ids into this empty database, in one transaction.
+
+        The assignment triggers are off while loading (the items' counters arrive with the
+        items); the identity sequences continue after the loaded ids."""
+        async with self.transaction() as tx:
+            if await tx.value(
+                "SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM projects)"
+            ):
+                raise StoreError(f"the destination database is not empty: {_safe(self.dsn)}")
+            await tx.conn.execute("ALTER TABLE assignments DISABLE TRIGGER USER")
+            yield BulkLoader(tx.conn)
+            await tx.conn.execute("ALTER TABLE assignments ENABLE TRIGGER USER")
+            for table in IDENTITY_TABLES:
+                await tx.conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                    f" COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                )
+
     async def schema_version(self) -> int:
         async with self.read() as tx:
             return int(await tx.value("SELECT MAX(version) FROM schema_migrations") or 0)
@@ -194,6 +219,30 @@ class PgDatabase:
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
                     (version, time.time()),
                 )
+
+
+IDENTITY_TABLES = (
+    "users",
+    "projects",
+    "items",
+    "assignments",
+    "answers",
+    "flags",
+    "payouts",
+    "tokens",
+)
+
+
+class BulkLoader:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        if table not in TABLES:
+            raise ValueError(table)
+        await self.conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
 def _schema_sql() -> str:

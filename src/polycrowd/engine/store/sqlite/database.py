@@ -23,7 +23,7 @@ from typing import Any
 import aiosqlite
 
 from polycrowd.engine.events import Outbox
-from polycrowd.engine.store.base import Diagnostics, StoreError
+from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import repos
 
 SCHEMA_VERSION = 1
@@ -180,6 +180,25 @@ class Database:
         """Invariants (duplicate assignments, over-assigned items, ...) counted."""
         async with self.read() as tx:
             return await repos.diagnostics(tx, project_id)
+
+    async def table_sizes(self) -> dict[str, int]:
+        """Rows per table."""
+        async with self.read() as tx:
+            return {t: int(await tx.value(f"SELECT COUNT(*) FROM {t}")) for t in TABLES}
+
+    async def dump(
+        self, table: str, batch: int = 5000
+    ) -> AsyncIterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """(columns, rows) of one table in insertion order, a batch at a time."""
+        if table not in TABLES:
+            raise ValueError(table)
+        async with (
+            self.read() as tx,
+            tx.conn.execute(f"SELECT * FROM {table} ORDER BY rowid") as cur,
+        ):
+            columns = [d[0] for d in cur.description]
+            while rows := await cur.fetchmany(batch):
+                yield columns, [tuple(r) for r in rows]
 
     async def schema_version(self) -> int:
         async with self.read() as tx:
