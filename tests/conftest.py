@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -91,12 +92,31 @@ def postgres_url() -> Iterator[str]:
     server = PostgresServer()
     server.start()
     try:
-        if not server.url:
-            _PG_SKIPPED.append(server.error)
-            pytest.skip(server.error)
+        error = server.error or (_probe(server.url) if server.url else "no server")
+        if error:
+            _PG_SKIPPED.append(error)
+            pytest.skip(error)
         yield server.url
     finally:
         server.stop()
+
+
+def _probe(url: str) -> str:
+    """Why no PostgreSQL server answers at ``url`` (one line), or "" when one does."""
+    try:
+        import asyncpg
+    except ImportError:
+        return "asyncpg is not installed (pip install '.[postgres]')"
+
+    async def connect() -> None:
+        conn = await asyncpg.connect(url, timeout=10)
+        await conn.close()
+
+    try:
+        asyncio.run(connect())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"cannot connect to PostgreSQL: {exc}".splitlines()[0]
+    return ""
 
 
 async def open_postgres(url: str) -> Any:

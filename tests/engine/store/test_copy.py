@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
-import asyncpg
+import pytest
 
 from polycrowd.cli import main
 from polycrowd.engine.core import Engine
@@ -16,6 +16,8 @@ from polycrowd.engine.store.copy import copy_store
 from polycrowd.models.rules import RulesChecker
 
 from ...conftest import FakeClock, choice_spec, drop_postgres, items_csv, open_postgres
+
+asyncpg = pytest.importorskip("asyncpg")
 
 
 async def _busy_sqlite(path: Path, clock: FakeClock) -> None:
