@@ -122,3 +122,16 @@ def test_the_store_rule_catches_sql_and_drivers() -> None:
         a.name for n in ast.walk(ast.parse(tree)) if isinstance(n, ast.Import) for a in n.names
     }
     assert names & set(DRIVERS)
+
+
+def test_the_engine_talks_to_stores_only_through_the_protocol() -> None:
+    """Services, core, ledger and matching import store.base, never a store package."""
+    concrete = ("polycrowd.engine.store.sqlite", "polycrowd.engine.store.postgres")
+    bad = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in (PACKAGE / "engine").rglob("*.py")
+        if not path.is_relative_to(PACKAGE / "engine" / "store")
+        for name in _imports(path)
+        if name.startswith(concrete)
+    ]
+    assert bad == []
