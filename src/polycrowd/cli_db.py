@@ -50,14 +50,14 @@ def db_command(args: argparse.Namespace, settings: Settings, error: type[Excepti
 
 async def _migrate(url: str) -> dict[str, Any]:
     from polycrowd.engine.store import is_postgres, open_store
-    from polycrowd.engine.store.postgres.database import _safe
+    from polycrowd.engine.store.postgres import redact_dsn
 
     store = await open_store(url, create=True)  # opening applies pending migrations
     try:
         version = await store.schema_version()
     finally:
         await store.close()
-    return {"database": _safe(url) if is_postgres(url) else url, "schema_version": version}
+    return {"database": redact_dsn(url) if is_postgres(url) else url, "schema_version": version}
 
 
 async def _copy(source: str, dest: str) -> dict[str, Any]:

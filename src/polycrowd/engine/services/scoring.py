@@ -112,18 +112,6 @@ class ScoringService:
         )
         await tx.assignments.answered(task.assignment.id)
         await tx.users.count_answer(user_id, now)
-        credited = 0
-        if project.reward > 0:
-            entry = await ledger.append(
-                tx,
-                user_id,
-                "credit",
-                project.reward,
-                f"credit:p{project.id}:a{task.assignment.id}",
-                memo=f"answer {answer_id}",
-                now=now,
-            )
-            credited = entry.amount if entry else 0
         if correct is not None:
             await self.observe_skill(tx, user_id, project, correct, gold=True)
         if detection is not None and detection.lang:
@@ -147,6 +135,20 @@ class ScoringService:
         await self.fraud.answer_checks(
             tx, user_id, project, took, item.content, [payload, *recent]
         )
+        # The credit comes last: a store that serialises ledger appends (PostgreSQL's
+        # advisory lock) then holds that lock only until the commit right after.
+        credited = 0
+        if project.reward > 0:
+            entry = await ledger.append(
+                tx,
+                user_id,
+                "credit",
+                project.reward,
+                f"credit:p{project.id}:a{task.assignment.id}",
+                memo=f"answer {answer_id}",
+                now=now,
+            )
+            credited = entry.amount if entry else 0
         user = await load_user(tx, user_id)
         return SubmitResult(verdict, status, credited, answer_id, user.balance, correct)
 

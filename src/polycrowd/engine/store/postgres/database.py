@@ -115,7 +115,7 @@ class PgDatabase:
                 **self._connect,
             )
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
-            raise StoreError(f"cannot open database {_safe(self.dsn)}: {exc}") from exc
+            raise StoreError(f"cannot open database {redact_dsn(self.dsn)}: {exc}") from exc
         await self._migrate(create=create)
 
     async def close(self) -> None:
@@ -179,7 +179,7 @@ class PgDatabase:
             if await tx.value(
                 "SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM projects)"
             ):
-                raise StoreError(f"the destination database is not empty: {_safe(self.dsn)}")
+                raise StoreError(f"the destination database is not empty: {redact_dsn(self.dsn)}")
             await tx.conn.execute("ALTER TABLE assignments DISABLE TRIGGER USER")
             yield BulkLoader(tx.conn)
             await tx.conn.execute("ALTER TABLE assignments ENABLE TRIGGER USER")
@@ -211,7 +211,7 @@ class PgDatabase:
                     f"database schema {current} is newer than this polycrowd ({SCHEMA_VERSION})"
                 )
             if current == 0 and not create:
-                raise StoreError(f"database has no polycrowd schema: {_safe(self.dsn)}")
+                raise StoreError(f"database has no polycrowd schema: {redact_dsn(self.dsn)}")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 sql = _schema_sql() if version == 1 else MIGRATIONS[version]
                 await tx.conn.execute(sql)
@@ -253,6 +253,6 @@ def _schema_sql() -> str:
     )
 
 
-def _safe(dsn: str) -> str:
+def redact_dsn(dsn: str) -> str:
     """The DSN without its password, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)

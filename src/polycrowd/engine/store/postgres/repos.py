@@ -210,14 +210,16 @@ class ItemRepo(lite.ItemRepo):
         return cast(RowLike, r)
 
 
-# Exactness under concurrency: the candidate row is locked (FOR UPDATE SKIP LOCKED), so two
-# transactions never claim the same item at once; a row changed by a transaction that
-# committed meanwhile is re-checked against ``filled < target`` before it is locked.
-PICK_SQL = """
-SELECT i.id, i.project_id, p.assignment_ttl
+# One branch per worker language (and per gold/non-gold when a honeypot is wanted), each an
+# index walk over ix_items_pick in (filled, confidence, project_id, id) order that stops at
+# the first free item, as in the SQLite store. Exactness under concurrency: the candidate
+# row is locked (FOR UPDATE SKIP LOCKED), so two transactions never claim the same item at
+# once, and a row changed by a transaction that committed meanwhile is re-checked against
+# ``filled < target`` before it is locked.
+BRANCH_SQL = """
+SELECT i.id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
 FROM items AS i JOIN projects AS p ON p.id = i.project_id
-WHERE i.lang = ANY(?::text[]) AND i.state = 'open' AND p.state = 'live'
-  AND (i.is_gold = 0 OR ?::int = 1)
+WHERE i.lang = ?::text AND i.is_gold = ?::int AND i.state = 'open' AND p.state = 'live'
   AND (?::bigint IS NULL OR i.project_id = ?::bigint)
   AND i.filled < i.target
   AND NOT EXISTS (
@@ -231,7 +233,7 @@ WHERE i.lang = ANY(?::text[]) AND i.state = 'open' AND p.state = 'live'
       SELECT 1 FROM user_skills AS own
       WHERE own.user_id = ?::bigint AND own.skill = 'project:' || p.id::text
         AND own.paused = 1)
-ORDER BY (i.is_gold <> ?::int), i.filled, i.confidence, i.project_id, i.id
+ORDER BY i.filled, i.confidence, i.project_id, i.id
 LIMIT 1
 FOR UPDATE OF i SKIP LOCKED
 """
@@ -249,22 +251,38 @@ class AssignmentRepo(lite.AssignmentRepo):
         platform: str,
         now: float,
     ) -> int | None:
-        gold = 1 if want_gold else 0
-        row = await self.tx.one(
-            PICK_SQL,
-            (list(langs), gold, project_id, project_id, worker_id, worker_id, worker_id, gold),
-        )
-        if row is None:
+        golds = (1, 0) if want_gold else (0,)
+        candidates = []
+        for lang in langs:
+            for gold in golds:
+                row = await self.tx.one(
+                    BRANCH_SQL,
+                    (lang, gold, project_id, project_id, worker_id, worker_id, worker_id),
+                )
+                if row is not None:
+                    candidates.append(row)
+        if not candidates:
             return None
+        want = 1 if want_gold else 0
+        best = min(
+            candidates,
+            key=lambda r: (
+                r["is_gold"] != want,
+                r["filled"],
+                r["confidence"],
+                r["project_id"],
+                r["id"],
+            ),
+        )
         aid = await self.tx.value(
             "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at,"
             " state, chat_id, platform) VALUES (?, ?, ?, ?, ?, 'issued', ?, ?) RETURNING id",
             (
-                row["id"],
+                best["id"],
                 worker_id,
-                row["project_id"],
+                best["project_id"],
                 now,
-                now + float(row["assignment_ttl"]),
+                now + float(best["assignment_ttl"]),
                 chat_id,
                 platform,
             ),
