@@ -258,8 +258,9 @@ class ScoringService:
         )
         if done and spec_of(project.task_type).has_buttons:
             # Agreement with a confident result is (weaker) evidence of skill, and tells how
-            # often the checker model agreed with the crowd.
-            for r in rows:
+            # often the checker model agreed with the crowd. Workers in id order: concurrent
+            # writers (PostgreSQL) then lock their skill rows in one order, never deadlock.
+            for r in sorted(rows, key=lambda r: int(r["worker_id"])):
                 if confidence >= project.confidence_target and is_model_version(
                     str(r["model_version"])
                 ):
