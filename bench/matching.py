@@ -26,17 +26,20 @@ from pathlib import Path
 from polycrowd.engine.core import Engine
 from polycrowd.engine.io import ProjectSpec
 from polycrowd.engine.language import LanguageDetector
-from polycrowd.engine.store import Database
+from polycrowd.engine.store import Database, open_store
 from polycrowd.engine.types import TaskType
 from polycrowd.models.rules import RulesChecker
 
 LANGS = ("en", "es", "ru")
 
 
-async def run(n_items: int, n_workers: int, answers: int, seed: int) -> dict[str, object]:
+async def run(
+    n_items: int, n_workers: int, answers: int, seed: int, db_url: str = ""
+) -> dict[str, object]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        db = await Database.open(Path(tmp) / "bench.db")
+        # --db postgresql://... runs the same load on an (empty) PostgreSQL database.
+        db = await open_store(db_url) if db_url else await Database.open(Path(tmp) / "bench.db")
         clock_t = [time.time()]
         engine = Engine(
             db, RulesChecker(), LanguageDetector("script").detect, clock=lambda: clock_t[0]
@@ -84,12 +87,8 @@ async def run(n_items: int, n_workers: int, answers: int, seed: int) -> dict[str
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(uid, answers // n_workers) for uid in workers))
         elapsed = time.perf_counter() - t0
-        async with db.read() as tx:
-            dup = await tx.value(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-                " HAVING COUNT(*) > 1)"
-            )
-            over = await tx.value("SELECT COUNT(*) FROM items WHERE filled > target")
+        diag = await db.diagnostics()
+        dup, over = diag.duplicate_assignments, diag.over_assigned_items
         await db.close()
     picks.sort()
     return {
@@ -111,8 +110,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--answers", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--db", default="", help="an empty postgresql:// database (default: SQLite)")
     args = ap.parse_args()
-    print(json.dumps(asyncio.run(run(args.items, args.workers, args.answers, args.seed))))
+    result = asyncio.run(run(args.items, args.workers, args.answers, args.seed, args.db))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -486,16 +486,8 @@ class Generator:
 
 async def ledger_check(app: Any) -> tuple[int, int, int]:
     """(duplicate credits, credits, answered assignments)."""
-    async with app.db.read() as tx:
-        dup = await tx.value(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
-            " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS INTEGER)"
-            " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
-            " GROUP BY a.assignment_id HAVING COUNT(*) > 1)"
-        )
-        credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
-        answered = await tx.value("SELECT COUNT(*) FROM assignments WHERE state = 'answered'")
-    return int(dup), int(credits), int(answered)
+    diag = await app.db.diagnostics()
+    return diag.duplicate_credits, diag.credits, diag.answered_assignments
 
 
 async def run_polycrowd(args: argparse.Namespace, tmp: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from polycrowd.engine.types import TaskType
+from polycrowd.engine.tasktypes import CheckerHead, spec_of
 from polycrowd.settings import Settings
 
 MIN_EXAMPLES = 20
@@ -45,10 +45,10 @@ def spans_to_bio(text: str, spans: str) -> tuple[list[str], list[str]]:
 async def _examples(settings: Settings, project_id: int) -> tuple[Any, list[tuple[str, str]]]:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
-    from polycrowd.engine.store import Database
+    from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await Database.open(settings.db, create=False)
+    db = await open_store(settings.db, create=False)
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         project = await engine.get_project(project_id)
@@ -60,10 +60,10 @@ async def _examples(settings: Settings, project_id: int) -> tuple[Any, list[tupl
 async def _save_config(settings: Settings, project_id: int, config: dict[str, Any]) -> None:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
-    from polycrowd.engine.store import Database
+    from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await Database.open(settings.db, create=False)
+    db = await open_store(settings.db, create=False)
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         await engine.update_checker_config(project_id, config)
@@ -80,7 +80,8 @@ def checker_command(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.models import train
 
     project, examples = asyncio.run(_examples(settings, args.project))
-    if project.task_type not in (TaskType.CHOICE, TaskType.IMAGE, TaskType.SPANS):
+    checker_head = spec_of(project.task_type).checker_head
+    if checker_head is CheckerHead.SIMILARITY:
         raise InputError(
             f"project {project.id} is a {project.task_type.value} project: its checker uses"
             " the similarity head, which needs no training"
@@ -95,8 +96,8 @@ def checker_command(args: argparse.Namespace, settings: Settings) -> int:
             f"not enough labelled items yet: {len(examples)} (need {MIN_EXAMPLES}, and"
             f" {MIN_PER_CLASS} per label); gold items and confident results count"
         )
-    model = args.model or str(project.checker.get("model") or "")
-    if project.task_type is TaskType.SPANS:
+    model = args.model or project.policy.checker.model
+    if checker_head is CheckerHead.TAGGER:
         pairs = [spans_to_bio(text, label) for text, label in examples]
         tokens, tags = [p[0] for p in pairs], [p[1] for p in pairs]
         if args.action == "train":

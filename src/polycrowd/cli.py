@@ -50,9 +50,16 @@ def _parser() -> argparse.ArgumentParser:
             epilog=f"example:\n  {example}",
             formatter_class=_fmt,
         )
-        sp.add_argument("--db", help="database file (default: $POLYCROWD_DB or polycrowd.db)")
+        sp.add_argument(
+            "--db",
+            help="SQLite file or postgresql://user@host/db URL"
+            " (default: $POLYCROWD_DB or polycrowd.db)",
+        )
         return sp
 
+    from polycrowd.cli_db import add_parser as add_db_parser
+
+    add_db_parser(cmd)
     d = cmd("demo", "Run the whole loop offline and print a summary.", "polycrowd demo --json")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.add_argument("--workers", type=int, default=60, help="simulated workers (default 60)")
@@ -177,10 +184,10 @@ async def _with_engine(
 ) -> Any:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
-    from polycrowd.engine.store import Database
+    from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await Database.open(settings.db, create=create)
+    db = await open_store(settings.db, create=create)
     try:
         detector = LanguageDetector("script", settings.languages)
         engine = Engine(db, RulesChecker(), detector.detect)
@@ -367,18 +374,14 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
-    import sqlite3
+    from polycrowd.engine.store import is_postgres
+    from polycrowd.engine.store.sqlite import backup_file
 
+    if is_postgres(settings.db):
+        raise CliError("backup copies a SQLite file; back up PostgreSQL with pg_dump")
     if not Path(settings.db).exists():
         raise CliError(f"database not found: {settings.db}")
-    src = sqlite3.connect(settings.db)
-    try:
-        dst = sqlite3.connect(args.output)
-        with dst:
-            src.backup(dst)
-        dst.close()
-    finally:
-        src.close()
+    backup_file(settings.db, args.output)
     print(f"backed up {settings.db} to {args.output}")
     return 0
 
@@ -391,6 +394,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     )
     asyncio.run(run(settings))
     return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.cli_db import db_command
+
+    return db_command(args, settings, CliError)
 
 
 def _checker(args: argparse.Namespace, settings: Settings) -> int:
@@ -424,6 +433,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "checker": _checker,
     "i18n": _i18n,
     "models": _models,
+    "db": _db,
 }
 
 

@@ -254,18 +254,14 @@ async def _text_phase(
         await app.flush()
         if sum(counts) == 0:
             break
-    async with app.db.read() as tx:
-        rows_ = await tx.all(
-            "SELECT status, reason, model_version FROM answers WHERE project_id = ?",
-            (project_id,),
-        )
+    diag = await app.engine.diagnostics(project_id)
     status = await app.engine.status(project_id)
     return {
         "text_items_done": status.done_items,
-        "text_answers": sum(1 for r in rows_ if r["status"] != "rejected"),
-        "text_rejections": sum(1 for r in rows_ if r["status"] == "rejected"),
-        "text_review": sum(1 for r in rows_ if r["status"] == "review"),
-        "checker_versions": sorted({str(r["model_version"]) for r in rows_}),
+        "text_answers": sum(n for s, n in diag.answer_statuses.items() if s != "rejected"),
+        "text_rejections": diag.answer_statuses.get("rejected", 0),
+        "text_review": diag.answer_statuses.get("review", 0),
+        "checker_versions": list(diag.checker_versions),
     }
 
 
@@ -382,43 +378,18 @@ async def _moderate(chat: MemoryChat, moderator: MemoryUser) -> None:
 
 
 async def _invariants(app: App, project_id: int, truth: dict[str, str]) -> dict[str, Any]:
-    async with app.db.read() as tx:
-        assignments = await tx.value("SELECT COUNT(*) FROM assignments")
-        answers = await tx.value(
-            "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
-        )
-        routed = await tx.value(
-            "SELECT AVG(EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
-            " AND l.lang = i.lang AND l.trusted = 1))"
-            " FROM assignments a JOIN items i ON i.id = a.item_id"
-        )
-        duplicates = await tx.value(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-            " HAVING COUNT(*) > 1)"
-        )
-        over = await tx.value(
-            "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
-            " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target"
-            " OR i.answered != (SELECT COUNT(*) FROM answers a"
-            "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review')))"
-        )
-        results = await tx.all(
-            "SELECT i.external_id, r.label FROM results r JOIN items i ON i.id = r.item_id"
-            " WHERE i.project_id = ? AND i.is_gold = 0",
-            (project_id,),
-        )
-        blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
-        flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
-    correct = sum(1 for r in results if truth.get(r["external_id"]) == r["label"])
+    diag = await app.engine.diagnostics()
+    results = [r for r in await app.engine.export_rows(project_id) if r["label"] is not None]
+    correct = sum(1 for r in results if truth.get(r["item"]) == r["label"])
     return {
-        "assignments": int(assignments),
-        "answers": int(answers),
-        "routed_in_worker_language": round(float(routed or 0.0), 4),
-        "duplicate_assignments": int(duplicates),
-        "over_assigned_items": int(over),
+        "assignments": diag.assignments,
+        "answers": diag.answers,
+        "routed_in_worker_language": diag.routed_in_worker_language,
+        "duplicate_assignments": diag.duplicate_assignments,
+        "over_assigned_items": diag.over_assigned_items + diag.miscounted_items,
         "accuracy": round(correct / len(results), 4) if results else None,
-        "blocked": int(blocked),
-        "flags": {r["kind"]: r["n"] for r in flags},
+        "blocked": diag.blocked_users,
+        "flags": dict(diag.flags_by_kind),
     }
 
 

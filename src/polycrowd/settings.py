@@ -79,7 +79,10 @@ class Settings:
         return replace(self, **out)
 
     def with_db(self, db: str | os.PathLike[str] | None) -> Settings:
-        return self if db is None else replace(self, db=str(Path(db)))
+        if db is None:
+            return self
+        url = str(db)  # a postgresql:// URL stays as it is; a path is normalised
+        return replace(self, db=url if "://" in url else str(Path(url)))
 
 
 def _coerce(raw: Any, kind: str) -> Any:

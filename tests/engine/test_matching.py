@@ -28,11 +28,8 @@ async def test_many_workers_at_once_fill_overlap_exactly(engine: Engine) -> None
     tasks = await asyncio.gather(*(engine.next_task(w) for w in workers))
     issued = [t for t in tasks if t is not None]
     assert len(issued) == 150
+    dup = (await engine.diagnostics()).duplicate_assignments
     async with engine.db.read() as tx:
-        dup = await tx.value(
-            "SELECT COUNT(*) FROM (SELECT item_id, worker_id FROM assignments"
-            " GROUP BY item_id, worker_id HAVING COUNT(*) > 1)"
-        )
         per_item = await tx.all("SELECT live, filled, target FROM items")
     assert dup == 0
     assert all(r["live"] == 3 and r["filled"] == 3 and r["target"] == 3 for r in per_item)

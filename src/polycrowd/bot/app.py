@@ -17,7 +17,7 @@ from polycrowd.engine.checking import Checker
 from polycrowd.engine.core import Engine, EngineHooks, Flag
 from polycrowd.engine.language import LanguageDetector
 from polycrowd.engine.scheduler import Scheduler
-from polycrowd.engine.store import Database
+from polycrowd.engine.store import Store, open_store
 from polycrowd.handlers.common import Dispatcher
 from polycrowd.handlers.moderator import flag_card
 from polycrowd.handlers.types import Reply
@@ -45,7 +45,7 @@ class Adapter(Protocol):
 @dataclass
 class App:
     settings: Settings
-    db: Database
+    db: Store
     engine: Engine
     translator: Translator
     dispatcher: Dispatcher
@@ -127,7 +127,7 @@ async def build_app(
     translator: Translator | None = None,
     engine_factory: Callable[..., Engine] = Engine,
 ) -> App:
-    db = await Database.open(settings.db)
+    db = await open_store(settings.db)
     if detector is None:
         detector = LanguageDetector(settings.language_backend, settings.languages)
         await asyncio.to_thread(detector.warm_up)  # loading models would block the loop

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import yaml
 
+from polycrowd.engine.tasktypes import spec_of
 from polycrowd.engine.types import TaskType
 
 MAX_ITEM_CHARS = 3500  # leaves room for instructions in one 4096-char Telegram message
@@ -179,7 +180,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
     if not all(2 <= len(x) <= 3 and x.isalpha() for x in languages):
         raise InputError(f"{source}: 'languages' must be ISO 639-1 codes such as en, es, ru")
     labels = tuple(str(x) for x in data.get("labels") or ())
-    if task_type in (TaskType.CHOICE, TaskType.MULTI, TaskType.IMAGE) and len(labels) < 2:
+    if spec_of(task_type).needs_labels and len(labels) < 2:
         raise InputError(f"{source}: a {task_type.value} project needs at least 2 labels")
     if len(labels) > MAX_LABELS or len(set(labels)) != len(labels):
         raise InputError(f"{source}: 'labels' must be unique and at most {MAX_LABELS}")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 
-from polycrowd.engine.store import Database, Tx
+from polycrowd.engine.domain import LedgerKind
+from polycrowd.engine.store.base import Store, Transaction
 from polycrowd.engine.types import LedgerEntry
 
 GENESIS = "0" * 64
-KINDS = ("credit", "bonus", "penalty", "payout", "correction")
+KINDS = tuple(LedgerKind)
 
 
 def entry_hash(
@@ -42,28 +42,33 @@ def entry_hash(
 
 
 async def append(
-    tx: Tx, user_id: int, kind: str, amount: int, ref: str, memo: str = ""
+    tx: Transaction,
+    user_id: int,
+    kind: str,
+    amount: int,
+    ref: str,
+    memo: str = "",
+    *,
+    now: float,
 ) -> LedgerEntry | None:
     """Append one entry inside the caller's transaction and move the user's balance.
 
-    Returns None (and changes nothing) when ``ref`` was already written: idempotent.
+    ``now`` is the engine's clock. Returns None (and changes nothing) when ``ref`` was
+    already written: idempotent.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind: {kind}")
-    if await tx.value("SELECT 1 FROM ledger WHERE ref = ?", (ref,)):
+    await tx.ledger.lock_chain()  # one appender at a time: the chain never forks
+    if await tx.ledger.has_ref(ref):
         return None
-    last = await tx.one("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-    seq = 1 if last is None else int(last["seq"]) + 1
-    prev = GENESIS if last is None else str(last["hash"])
-    ts = round(time.time(), 6)
+    last = await tx.ledger.last()
+    seq = 1 if last is None else last[0] + 1
+    prev = GENESIS if last is None else last[1]
+    ts = round(now, 6)
     digest = entry_hash(seq, ts, user_id, kind, amount, ref, memo, prev)
-    await tx.run(
-        "INSERT INTO ledger(seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, ts, user_id, kind, amount, ref, memo, prev, digest),
-    )
-    await tx.run("UPDATE users SET balance = balance + ? WHERE id = ?", (amount, user_id))
-    return LedgerEntry(seq, ts, user_id, kind, amount, ref, memo, prev, digest)
+    entry = LedgerEntry(seq, ts, user_id, kind, amount, ref, memo, prev, digest)
+    await tx.ledger.insert(entry)
+    return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,7 @@ class AuditReport:
         }
 
 
-async def verify(db: Database) -> AuditReport:
+async def verify(db: Store) -> AuditReport:
     """Walk the chain from the genesis hash; check sequence, links, hashes and balances."""
     prev = GENESIS
     expected_seq = 1
@@ -94,43 +99,39 @@ async def verify(db: Database) -> AuditReport:
     total = 0
     sums: dict[int, int] = {}
     async with db.read() as tx:
-        async with tx.conn.execute(
-            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash"
-            " FROM ledger ORDER BY seq"
-        ) as cur:
-            async for row in cur:
-                seq = int(row["seq"])
-                problem = ""
-                if seq != expected_seq:
-                    problem = f"entry {expected_seq} is missing (next is {seq})"
-                elif row["prev_hash"] != prev:
-                    problem = f"entry {seq} does not link to the entry before it"
-                else:
-                    digest = entry_hash(
-                        seq,
-                        row["ts"],
-                        row["user_id"],
-                        row["kind"],
-                        row["amount"],
-                        row["ref"],
-                        row["memo"],
-                        row["prev_hash"],
-                    )
-                    if digest != row["hash"]:
-                        problem = f"entry {seq} was altered (hash mismatch)"
-                if problem:
-                    bad = expected_seq if seq != expected_seq else seq
-                    return AuditReport(False, count, total, bad, problem, ())
-                prev = row["hash"]
-                expected_seq += 1
-                count += 1
-                total += int(row["amount"])
-                sums[int(row["user_id"])] = sums.get(int(row["user_id"]), 0) + int(row["amount"])
-        balances = await tx.all("SELECT id, balance FROM users")
+        async for row in tx.ledger.chain():
+            seq = int(row["seq"])
+            problem = ""
+            if seq != expected_seq:
+                problem = f"entry {expected_seq} is missing (next is {seq})"
+            elif row["prev_hash"] != prev:
+                problem = f"entry {seq} does not link to the entry before it"
+            else:
+                digest = entry_hash(
+                    seq,
+                    row["ts"],
+                    row["user_id"],
+                    row["kind"],
+                    row["amount"],
+                    row["ref"],
+                    row["memo"],
+                    row["prev_hash"],
+                )
+                if digest != row["hash"]:
+                    problem = f"entry {seq} was altered (hash mismatch)"
+            if problem:
+                bad = expected_seq if seq != expected_seq else seq
+                return AuditReport(False, count, total, bad, problem, ())
+            prev = row["hash"]
+            expected_seq += 1
+            count += 1
+            total += int(row["amount"])
+            sums[int(row["user_id"])] = sums.get(int(row["user_id"]), 0) + int(row["amount"])
+        balances = await tx.users.balances()
     mismatches = tuple(
-        (int(r["id"]), sums.get(int(r["id"]), 0), int(r["balance"]))
-        for r in balances
-        if sums.get(int(r["id"]), 0) != int(r["balance"])
+        (uid, sums.get(uid, 0), balance)
+        for uid, balance in balances
+        if sums.get(uid, 0) != balance
     )
     if mismatches:
         uid, want, have = mismatches[0]

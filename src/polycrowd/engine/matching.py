@@ -1,108 +1,45 @@
-"""Matching: the next item for a worker, in one SQL statement.
+"""Matching: the next item for a worker, in one store statement.
 
-``INSERT ... SELECT ... ORDER BY ... LIMIT 1 RETURNING`` picks and claims the item in one
-statement inside the caller's write transaction (after one indexed lookup of the worker's
-trusted languages). The item's ``filled`` counter (answered +
-live assignments), kept by triggers, is what the WHERE clause compares against ``target``,
-so no item ever gets more live assignments than its overlap still needs, however many
-workers ask at once; the UNIQUE (item_id, worker_id) constraint and the NOT EXISTS make
-sure no worker sees an item twice. Expired assignments give their slot back through the
-same triggers.
+The SQLite store picks and claims the item in one ``INSERT ... SELECT ... ORDER BY ...
+LIMIT 1 RETURNING`` inside the caller's write transaction (after one indexed lookup of the
+worker's trusted languages); see :mod:`polycrowd.engine.store.sqlite.repos`. The item's
+``filled`` counter (answered + live assignments), kept by triggers, is what the pick
+compares against ``target``, so no item ever gets more live assignments than its overlap
+still needs, however many workers ask at once; the UNIQUE (item_id, worker_id) constraint
+and the "not seen" condition make sure no worker sees an item twice. Expired assignments
+give their slot back through the same triggers.
 """
 
 from __future__ import annotations
 
-import functools
-import time
-
-from polycrowd.engine.store import Tx
-
-# One branch per worker language (and per gold/non-gold when a honeypot is wanted): each is
-# an index walk over ix_items_pick in (filled, confidence, project_id, id) order, filtered
-# by the live project, a free slot, "not seen by this worker" and the skill requirements,
-# and stops at the first hit. The outer ORDER BY merges the few branch winners: honeypots
-# first when wanted, then fewest answers, lowest confidence, older projects first.
-BRANCH_SQL = """
-SELECT * FROM (
-  SELECT i.id AS item_id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
-  FROM items AS i INDEXED BY ix_items_pick
-  JOIN projects AS p ON p.id = i.project_id
-  WHERE i.lang = :lang{k} AND i.is_gold = {gold} AND i.state = 'open'
-    AND p.state = 'live'
-    AND (:project IS NULL OR i.project_id = :project)
-    AND i.filled < i.target
-    AND NOT EXISTS (
-        SELECT 1 FROM assignments AS a WHERE a.item_id = i.id AND a.worker_id = :worker)
-    AND NOT EXISTS (
-        SELECT 1 FROM project_skills AS ps
-        LEFT JOIN user_skills AS us ON us.user_id = :worker AND us.skill = ps.skill
-        WHERE ps.project_id = p.id
-          AND (us.paused = 1 OR COALESCE(us.mean, 0.5) < ps.min_score))
-    AND NOT EXISTS (
-        SELECT 1 FROM user_skills AS own
-        WHERE own.user_id = :worker AND own.skill = 'project:' || p.id AND own.paused = 1)
-  ORDER BY i.filled, i.confidence, i.project_id, i.id
-  LIMIT 1
-)"""
-
-PICK_SQL = """
-INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state,
-                        chat_id, platform)
-SELECT c.item_id, :worker, c.project_id, :now, :now + c.assignment_ttl, 'issued', :chat,
-       :platform
-FROM ({branches}) AS c
-ORDER BY (c.is_gold != :want_gold), c.filled, c.confidence, c.project_id, c.item_id
-LIMIT 1
-RETURNING id
-"""
-
-
-@functools.cache
-def pick_sql(n_langs: int, want_gold: bool) -> str:
-    """The pick statement for a worker with ``n_langs`` trusted languages."""
-    golds = (1, 0) if want_gold else (0,)
-    branches = " UNION ALL ".join(
-        BRANCH_SQL.format(k=k, gold=g) for k in range(n_langs) for g in golds
-    )
-    return PICK_SQL.format(branches=branches)
+from polycrowd.engine.store.base import Transaction
 
 
 async def pick(
-    tx: Tx,
+    tx: Transaction,
     worker_id: int,
     *,
+    now: float,
     want_gold: bool = False,
     project_id: int | None = None,
     chat_id: str = "",
     platform: str = "",
-    now: float | None = None,
 ) -> int | None:
     """Claim the next item for ``worker_id``; return the new assignment id or None."""
-    langs = [
-        str(r["lang"])
-        for r in await tx.all(
-            "SELECT lang FROM user_languages WHERE user_id = ? AND trusted = 1 ORDER BY lang",
-            (worker_id,),
-        )
-    ]
+    langs = await tx.languages.trusted(worker_id)
     if not langs:
         return None
-    params: dict[str, object] = {
-        "worker": worker_id,
-        "now": time.time() if now is None else now,
-        "project": project_id,
-        "want_gold": 1 if want_gold else 0,
-        "chat": chat_id,
-        "platform": platform,
-    }
-    params.update({f"lang{k}": lang for k, lang in enumerate(langs)})
-    row = await tx.one(pick_sql(len(langs), want_gold), params)
-    return None if row is None else int(row["id"])
-
-
-async def expire(tx: Tx, now: float | None = None) -> int:
-    """Expire issued assignments past their deadline; their slots return to the items."""
-    return await tx.run(
-        "UPDATE assignments SET state = 'expired' WHERE state = 'issued' AND expires_at < ?",
-        (time.time() if now is None else now,),
+    return await tx.assignments.pick(
+        worker_id,
+        langs,
+        want_gold=want_gold,
+        project_id=project_id,
+        chat_id=chat_id,
+        platform=platform,
+        now=now,
     )
+
+
+async def expire(tx: Transaction, now: float) -> int:
+    """Expire issued assignments past their deadline; their slots return to the items."""
+    return await tx.assignments.expire_due(now)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from polycrowd.engine.domain import FlagKind
 from polycrowd.i18n import N_
 
 PRIOR_ALPHA = 2.0
@@ -62,10 +63,10 @@ def chance_level(n_labels: int) -> float:
 
 # Fraud signals ------------------------------------------------------------------------------
 
-FRAUD_SPEED = "fraud_speed"
-FRAUD_SAME_LABEL = "fraud_same_label"
-FRAUD_LOW_AGREEMENT = "fraud_low_agreement"
-FRAUD_IDENTICAL = "fraud_identical_accounts"
+FRAUD_SPEED = FlagKind.FRAUD_SPEED
+FRAUD_SAME_LABEL = FlagKind.FRAUD_SAME_LABEL
+FRAUD_LOW_AGREEMENT = FlagKind.FRAUD_LOW_AGREEMENT
+FRAUD_IDENTICAL = FlagKind.FRAUD_IDENTICAL
 
 
 def min_seconds(text: str, words_per_second: float = 8.0, floor: float = 0.8) -> float:

@@ -5,8 +5,33 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
+
+from polycrowd.engine.domain import (
+    AssignmentState,
+    ItemState,
+    ProjectState,
+    Role,
+    TaskType,
+    UserStatus,
+)
+from polycrowd.engine.policy import Policy
+
+__all__ = [
+    "Assignment",
+    "AssignmentState",
+    "Item",
+    "ItemState",
+    "LedgerEntry",
+    "Project",
+    "ProjectState",
+    "Role",
+    "RowLike",
+    "Task",
+    "TaskType",
+    "User",
+    "UserStatus",
+]
 
 
 class RowLike(Protocol):
@@ -15,36 +40,13 @@ class RowLike(Protocol):
     def __getitem__(self, key: str) -> Any: ...
 
 
-class Role(StrEnum):
-    WORKER = "worker"
-    REQUESTER = "requester"
-    MODERATOR = "moderator"
-    ADMIN = "admin"
-
-    def at_least(self, other: Role) -> bool:
-        order = [Role.WORKER, Role.REQUESTER, Role.MODERATOR, Role.ADMIN]
-        return order.index(self) >= order.index(other)
-
-
-class TaskType(StrEnum):
-    CHOICE = "choice"
-    MULTI = "multi"
-    TEXT = "text"
-    SPANS = "spans"
-    IMAGE = "image"
-
-    @property
-    def has_buttons(self) -> bool:
-        return self in (TaskType.CHOICE, TaskType.MULTI, TaskType.IMAGE)
-
-
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
     display_name: str
     pseudonym: str
     role: Role
-    status: str
+    status: UserStatus
     status_reason: str
     locale: str
     balance: int
@@ -58,7 +60,7 @@ class User:
             display_name=row["display_name"],
             pseudonym=row["pseudonym"],
             role=Role(row["role"]),
-            status=row["status"],
+            status=UserStatus(row["status"]),
             status_reason=row["status_reason"],
             locale=row["locale"],
             balance=row["balance"],
@@ -87,14 +89,19 @@ class Project:
     checker: Mapping[str, Any]
     target_lang: str | None
     deadline: float | None
-    state: str
+    state: ProjectState
     created_at: float
     label_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # lang: label: name
+    # The checker and quality policy, parsed once from ``checker`` and ``min_skill``.
+    policy: Policy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", Policy.parse(self.id, self.min_skill, self.checker))
 
     @property
     def skill(self) -> str:
         """The skill a project measures: its own, unless its spec names a shared one."""
-        return str(self.checker.get("skill") or f"project:{self.id}")
+        return self.policy.quality.skill
 
     def instructions_for(self, lang: str) -> str:
         if lang in self.instructions:
@@ -142,7 +149,7 @@ class Project:
             checker=json.loads(row["checker"]),
             target_lang=row["target_lang"],
             deadline=row["deadline"],
-            state=row["state"],
+            state=ProjectState(row["state"]),
             created_at=row["created_at"],
             label_names=json.loads(row["spec"] or "{}").get("label_names") or {},
         )
@@ -156,7 +163,7 @@ class Item:
     content: str
     lang: str
     gold: str | None
-    state: str
+    state: ItemState
     target: int
     answered: int
     live: int
@@ -171,7 +178,7 @@ class Item:
             content=row["content"],
             lang=row["lang"],
             gold=row["gold"],
-            state=row["state"],
+            state=ItemState(row["state"]),
             target=row["target"],
             answered=row["answered"],
             live=row["live"],
@@ -187,7 +194,7 @@ class Assignment:
     project_id: int
     issued_at: float
     expires_at: float
-    state: str
+    state: AssignmentState
     attempts: int
 
     @classmethod
@@ -199,7 +206,7 @@ class Assignment:
             project_id=row["project_id"],
             issued_at=row["issued_at"],
             expires_at=row["expires_at"],
-            state=row["state"],
+            state=AssignmentState(row["state"]),
             attempts=row["attempts"],
         )
 

@@ -6,7 +6,8 @@ import json
 from typing import TYPE_CHECKING
 
 from polycrowd.engine.core import SubmitResult
-from polycrowd.engine.types import Role, Task, TaskType
+from polycrowd.engine.tasktypes import Buttons, spec_of
+from polycrowd.engine.types import Role, Task
 from polycrowd.handlers.types import Button, Document, Event, Reply
 from polycrowd.i18n import N_, Msg
 
@@ -149,7 +150,8 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
     def name(label: str) -> str:
         return p.label_name(label, lang, item.lang)
 
-    if p.task_type is TaskType.SPANS:
+    hints = spec_of(p.task_type).render
+    if hints.numbered_tokens:
         tokens = item.content.split()
         numbered = " ".join(f"{i}:{tok}" for i, tok in enumerate(tokens))
         parts.append(Msg.raw(numbered))
@@ -171,19 +173,19 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
         return Reply(parts=tuple(parts), edit=True, kind="task")
     aid = task.assignment.id
     rows: list[tuple[Button, ...]] = []
-    if p.task_type in (TaskType.CHOICE, TaskType.IMAGE):
+    if hints.buttons is Buttons.LABELS:
         buttons = [Button(Msg.raw(name(lab)), f"a:{aid}:{k}") for k, lab in enumerate(p.labels)]
         rows = [tuple(buttons[i : i + 3]) for i in range(0, len(buttons), 3)]
-    elif p.task_type is TaskType.MULTI:
+    elif hints.buttons is Buttons.MULTI:
         rows = list(_multi_rows(task, 0, lang))
-    elif p.task_type is TaskType.TEXT:
+    elif hints.text_prompt:
         parts.append(Msg(N_("Reply with your answer as a message.")))
     rows.append((Button(Msg(N_("Skip")), f"s:{aid}"),))
     return Reply(
         parts=tuple(parts),
         buttons=tuple(rows),
         kind="task",
-        expects_text=p.task_type in (TaskType.TEXT, TaskType.SPANS),
+        expects_text=hints.expects_text,
     )
 
 
@@ -293,7 +295,7 @@ async def multi_submit(ctx: Context, event: Event) -> list[Reply]:
 
 async def text_answer(ctx: Context, event: Event) -> list[Reply]:
     t = await ctx.engine.current_task(ctx.user.id)
-    if t is None or t.project.task_type not in (TaskType.TEXT, TaskType.SPANS):
+    if t is None or not spec_of(t.project.task_type).render.expects_text:
         return []
     return await submit(ctx, event, t, event.text)
 

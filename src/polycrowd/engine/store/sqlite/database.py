@@ -1,16 +1,18 @@
-"""The database: one aiosqlite connection, migrations, one transaction per state change.
+"""The SQLite store: one aiosqlite connection, migrations, one transaction per state change.
 
 Every state change runs inside :meth:`Database.transaction` (``BEGIN IMMEDIATE`` ... commit,
-rollback on any exception). Reads go through :meth:`Database.read`. Both hold one asyncio
-lock, so coroutines never see each other's half-done transactions on the shared
-connection, and ``BEGIN IMMEDIATE`` keeps other processes out while we write. SQL that is
-not part of matching or the ledger lives in the engine modules that own it; this module is
-the seam a PostgreSQL backend replaces.
+rollback on any exception); the events collected in its outbox are published after the
+commit and dropped on rollback. Reads go through :meth:`Database.read`. Both hold one
+asyncio lock, so coroutines never see each other's half-done transactions on the shared
+connection, and ``BEGIN IMMEDIATE`` keeps other processes out while we write. All SQL lives
+in this package (:mod:`polycrowd.engine.store.sqlite.repos`); the engine talks to the
+repositories through the protocol in :mod:`polycrowd.engine.store.base`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -20,17 +22,19 @@ from typing import Any
 
 import aiosqlite
 
+from polycrowd.engine.events import Outbox
+from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
+from polycrowd.engine.store.sqlite import repos
+
 SCHEMA_VERSION = 1
 
 # version -> SQL applied to go from version-1 to version. Version 1 is schema.sql.
 MIGRATIONS: dict[int, str] = {}
 
 
-class StoreError(RuntimeError):
-    """The database cannot be opened or migrated."""
-
-
 Row = aiosqlite.Row
+
+__all__ = ["Database", "Row", "StoreError", "Tx", "backup_file"]
 
 
 class Tx:
@@ -38,6 +42,21 @@ class Tx:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
+        self.outbox = Outbox()
+        self.users = repos.UserRepo(self)
+        self.languages = repos.LanguageRepo(self)
+        self.skills = repos.SkillRepo(self)
+        self.projects = repos.ProjectRepo(self)
+        self.items = repos.ItemRepo(self)
+        self.assignments = repos.AssignmentRepo(self)
+        self.answers = repos.AnswerRepo(self)
+        self.results = repos.ResultRepo(self)
+        self.checker_stats = repos.CheckerStatsRepo(self)
+        self.ledger = repos.LedgerRepo(self)
+        self.flags = repos.FlagRepo(self)
+        self.payouts = repos.PayoutRepo(self)
+        self.tokens = repos.TokenRepo(self)
+        self.links = repos.LinkRepo(self)
 
     # Each method is one hop to the database thread (aiosqlite runs every cursor call as a
     # separate hop; fetching in the same hop as the execute cuts the per-query cost ~3x).
@@ -120,13 +139,17 @@ class Database:
         async with self._lock:
             conn = self.conn
             await conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(conn)
             try:
-                yield Tx(conn)
+                yield tx
             except BaseException:
+                tx.outbox.drop()
                 await conn.execute("ROLLBACK")
                 raise
             else:
                 await conn.execute("COMMIT")
+        # Published outside the lock: a handler may start its own transaction.
+        tx.outbox.publish()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
@@ -153,13 +176,39 @@ class Database:
                     (version, time.time()),
                 )
 
+    async def diagnostics(self, project_id: int | None = None) -> Diagnostics:
+        """Invariants (duplicate assignments, over-assigned items, ...) counted."""
+        async with self.read() as tx:
+            return await repos.diagnostics(tx, project_id)
+
+    async def table_sizes(self) -> dict[str, int]:
+        """Rows per table."""
+        async with self.read() as tx:
+            return {t: int(await tx.value(f"SELECT COUNT(*) FROM {t}")) for t in TABLES}
+
+    async def dump(
+        self, table: str, batch: int = 5000
+    ) -> AsyncIterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """(columns, rows) of one table in insertion order, a batch at a time."""
+        if table not in TABLES:
+            raise ValueError(table)
+        async with (
+            self.read() as tx,
+            tx.conn.execute(f"SELECT * FROM {table} ORDER BY rowid") as cur,
+        ):
+            columns = [d[0] for d in cur.description]
+            while rows := await cur.fetchmany(batch):
+                yield columns, [tuple(r) for r in rows]
+
     async def schema_version(self) -> int:
         async with self.read() as tx:
             return int(await tx.value("SELECT MAX(version) FROM schema_migrations") or 0)
 
 
 def _schema_sql() -> str:
-    return resources.files("polycrowd.engine").joinpath("schema.sql").read_text("utf-8")
+    return (
+        resources.files("polycrowd.engine.store.sqlite").joinpath("schema.sql").read_text("utf-8")
+    )
 
 
 def _split_sql(script: str) -> list[str]:
@@ -185,3 +234,15 @@ def _split_sql(script: str) -> list[str]:
     if any(s.strip() for s in buf):
         statements.append("\n".join(buf))
     return statements
+
+
+def backup_file(source: str | Path, dest: str | Path) -> None:
+    """Copy a live SQLite database to ``dest`` with SQLite's online backup (blocking)."""
+    src = sqlite3.connect(str(source))
+    try:
+        dst = sqlite3.connect(str(dest))
+        with dst:
+            src.backup(dst)
+        dst.close()
+    finally:
+        src.close()

@@ -1,4 +1,4 @@
--- polycrowd schema, version 1. Applied by engine/store.py inside one transaction.
+-- polycrowd schema, version 1. Applied by engine/store/sqlite/database.py inside one transaction.
 -- Counters that the matching query needs (items.filled, items.answered, items.live) are
 -- kept in indexed columns by the triggers at the end of this file.
 

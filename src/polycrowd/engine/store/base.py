@@ -1,0 +1,509 @@
+"""The store seam: what the engine needs from a database, as protocols.
+
+A store hands out transactions (one state change each: all of it commits or none of it
+does) and read-only sessions; both carry typed repositories, one per table family, and a
+transaction carries the outbox whose events are published after it commits. The SQLite
+store (:mod:`polycrowd.engine.store.sqlite`) is the reference implementation; a new store
+implements these protocols and passes the store tests. No SQL lives outside the store
+packages (tests/test_architecture.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from polycrowd.engine.events import Flag, Outbox
+    from polycrowd.engine.io import ProjectSpec
+    from polycrowd.engine.types import Assignment, Item, LedgerEntry, Project, RowLike, User
+
+
+# Every table, parents before children (the order a copy between stores loads them in).
+TABLES = (
+    "users",
+    "identities",
+    "user_languages",
+    "user_skills",
+    "projects",
+    "project_languages",
+    "project_skills",
+    "items",
+    "assignments",
+    "answers",
+    "results",
+    "ledger",
+    "flags",
+    "checker_stats",
+    "payouts",
+    "processed_updates",
+    "link_codes",
+    "tokens",
+)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or migrated."""
+
+
+class DuplicateKey(Exception):
+    """An insert hit a unique key (e.g. an item id already in the project)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageRow:
+    lang: str
+    declared: bool
+    weight: float
+    replies: int
+    trusted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SkillRow:
+    alpha: float
+    beta: float
+    gold_seen: int
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    """Invariants of a store, counted: every "bad" count is 0 in a healthy database."""
+
+    duplicate_assignments: int  # (item, worker) pairs assigned more than once
+    over_assigned_items: int  # real items past their overlap or with more live slots
+    miscounted_items: int  # items whose answered counter differs from their answers
+    assignments: int
+    answered_assignments: int
+    issued_assignments: int
+    answers: int  # answers that counted at some point (accepted, review, overruled)
+    routed_in_worker_language: float  # share of assignments in a trusted language
+    credits: int
+    duplicate_credits: int  # extra credit entries for one assignment
+    blocked_users: int
+    flags_by_kind: Mapping[str, int] = field(default_factory=dict)
+    answer_statuses: Mapping[str, int] = field(default_factory=dict)  # of one project
+    checker_versions: tuple[str, ...] = ()  # of one project
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "duplicate_assignments": self.duplicate_assignments,
+            "over_assigned_items": self.over_assigned_items,
+            "miscounted_items": self.miscounted_items,
+            "assignments": self.assignments,
+            "answered_assignments": self.answered_assignments,
+            "issued_assignments": self.issued_assignments,
+            "answers": self.answers,
+            "routed_in_worker_language": self.routed_in_worker_language,
+            "credits": self.credits,
+            "duplicate_credits": self.duplicate_credits,
+            "blocked_users": self.blocked_users,
+            "flags_by_kind": dict(self.flags_by_kind),
+            "answer_statuses": dict(self.answer_statuses),
+            "checker_versions": list(self.checker_versions),
+        }
+
+
+class UserRepository(Protocol):
+    async def by_identity(self, platform: str, external_id: str) -> tuple[User, str] | None:
+        """The user behind a platform identity and the chat id stored for it."""
+
+    async def identity_owner(self, platform: str, external_id: str) -> int | None: ...
+
+    async def create(
+        self,
+        platform: str,
+        external_id: str,
+        display_name: str,
+        pseudonym: str,
+        locale: str,
+        chat_id: str,
+        now: float,
+    ) -> int:
+        """A new user with one identity and its locale as declared, trusted language."""
+
+    async def set_chat(self, platform: str, external_id: str, chat_id: str) -> None: ...
+
+    async def get(self, user_id: int) -> User | None: ...
+
+    async def by_platform(self, platform: str, external_id: str) -> User | None: ...
+
+    async def by_pseudonym(self, pseudonym: str) -> User | None: ...
+
+    async def chats(self, user_id: int) -> list[tuple[str, str]]: ...
+
+    async def set_locale(self, user_id: int, locale: str) -> None: ...
+
+    async def set_role(self, user_id: int, role: str) -> None: ...
+
+    async def touch(self, user_id: int, now: float) -> None: ...
+
+    async def count_answer(self, user_id: int, now: float) -> None: ...
+
+    async def set_status(self, user_id: int, status: str, reason: str) -> None: ...
+
+    async def idle(self, cutoff: float) -> list[int]: ...
+
+    async def mark_reminded(self, user_ids: Sequence[int], now: float) -> None: ...
+
+    async def personal_data(self, user_id: int) -> dict[str, Any] | None:
+        """Everything stored about a user, table by table (for /mydata)."""
+
+    async def forget(self, user_id: int) -> None:
+        """Erase personal data; answers and ledger entries stay, tied to the pseudonym."""
+
+    async def merge_records(self, keep: int, drop: int) -> tuple[int, int]:
+        """Fold ``drop``'s identities, languages, skills and work into ``keep``."""
+
+    async def retire_merged(self, keep: int, drop: int, answers: int) -> None: ...
+
+    async def balances(self) -> list[tuple[int, int]]: ...
+
+
+class LanguageRepository(Protocol):
+    async def rows(self, user_id: int) -> list[LanguageRow]: ...
+
+    async def declared(self, user_id: int) -> list[str]: ...
+
+    async def trusted(self, user_id: int) -> tuple[str, ...]: ...
+
+    async def set_declared(self, user_id: int, langs: Sequence[str]) -> None:
+        """Replace the declared languages (detected evidence is kept)."""
+
+    async def set_trusted(self, user_id: int, lang: str, trusted: bool) -> None: ...
+
+    async def set_evidence(self, user_id: int, lang: str, weight: float, replies: int) -> None: ...
+
+
+class SkillRepository(Protocol):
+    async def get(self, user_id: int, skill: str) -> SkillRow | None: ...
+
+    async def save(
+        self,
+        user_id: int,
+        skill: str,
+        alpha: float,
+        beta: float,
+        mean: float,
+        gold_seen: int,
+        paused: bool,
+        reason: str,
+    ) -> None:
+        """Store the posterior; an empty ``reason`` keeps the stored one."""
+
+    async def gold_seen(self, user_id: int) -> int: ...
+
+    async def totals(self, user_id: int) -> tuple[float, float] | None:
+        """(sum of alpha, sum of beta) over all skills, None without any."""
+
+    async def paused_projects(self, user_id: int) -> list[tuple[str, str]]: ...
+
+
+class ProjectRepository(Protocol):
+    async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int: ...
+
+    async def get(self, project_id: int) -> Project | None: ...
+
+    async def ids(self, owner_id: int | None = None) -> list[int]: ...
+
+    async def live_ids(self) -> list[int]: ...
+
+    async def set_state(self, project_id: int, state: str) -> None: ...
+
+    async def set_checker(self, project_id: int, config: Mapping[str, Any]) -> None: ...
+
+    async def reopen(self, project_id: int, now: float) -> None:
+        """A done project whose deadline has not passed goes live again."""
+
+    async def gold_policy(self) -> tuple[float, int] | None:
+        """(highest gold ratio, highest qualification) over live projects; None if none."""
+
+    async def overdue(self, now: float) -> list[int]: ...
+
+
+class ItemRepository(Protocol):
+    async def count(self, project_id: int) -> int: ...
+
+    async def count_real(self, project_id: int) -> int: ...
+
+    async def insert_many(self, rows: Iterable[Sequence[Any]]) -> None:
+        """(project_id, external_id, content, lang, gold, is_gold, target, created_at) rows."""
+
+    async def get(self, item_id: int) -> Item | None: ...
+
+    async def progress(self, item_id: int) -> tuple[int, int]:
+        """(answered, target) of one item."""
+
+    async def set_estimate(
+        self, item_id: int, confidence: float, target: int, state: str
+    ) -> None: ...
+
+    async def any_open(self, project_id: int) -> bool: ...
+
+    async def uncount(self, item_id: int, overlap: int) -> None:
+        """One counted answer no longer counts: its slot reopens."""
+
+    async def counts(self, project_id: int) -> RowLike:
+        """items, gold, done, live of a project."""
+
+    async def gold_labels(self, project_id: int) -> list[tuple[int, str]]: ...
+
+    async def training_examples(
+        self, project_id: int, confidence: float
+    ) -> list[tuple[str, str | None]]: ...
+
+    async def with_results(self, project_id: int) -> list[RowLike]:
+        """Real items of a project with their result, in id order (for the export)."""
+
+
+class AssignmentRepository(Protocol):
+    async def current(self, user_id: int, now: float) -> int | None: ...
+
+    async def get(self, assignment_id: int) -> Assignment | None: ...
+
+    async def pick(
+        self,
+        worker_id: int,
+        langs: Sequence[str],
+        *,
+        want_gold: bool,
+        project_id: int | None,
+        chat_id: str,
+        platform: str,
+        now: float,
+    ) -> int | None:
+        """Claim the next item in one statement; the new assignment id or None."""
+
+    async def state(self, assignment_id: int) -> tuple[str, int]:
+        """(state, attempts)."""
+
+    async def skip(self, assignment_id: int, user_id: int) -> bool: ...
+
+    async def answered(self, assignment_id: int) -> None: ...
+
+    async def attempt(self, assignment_id: int, state: str) -> None: ...
+
+    async def expire_worker(self, user_id: int) -> None: ...
+
+    async def expire_project(self, project_id: int) -> None: ...
+
+    async def expire_due(self, now: float) -> int:
+        """Expire issued assignments past their deadline; their slots return to the items."""
+
+
+class AnswerRepository(Protocol):
+    async def recent_payloads(
+        self, user_id: int, project_id: int, limit: int = 24
+    ) -> list[str]: ...
+
+    async def insert(
+        self,
+        assignment_id: int,
+        item_id: int,
+        worker_id: int,
+        project_id: int,
+        payload: str,
+        seconds: float,
+        decision: str,
+        score: float,
+        reason: str,
+        model_version: str,
+        status: str,
+        correct: bool | None,
+        lang: str | None,
+        now: float,
+    ) -> int: ...
+
+    async def counted_for_item(
+        self, item_id: int, skill: str, default_skill: float
+    ) -> list[RowLike]:
+        """worker_id, payload, decision, model_version, skill of an item's counted answers."""
+
+    async def recent_timings(self, user_id: int, limit: int = 10) -> list[tuple[float, str]]:
+        """(seconds, item text) of the worker's latest answers."""
+
+    async def with_reward(self, answer_id: int, *, open_appeal: bool = False) -> RowLike | None:
+        """The answer row joined with its project's reward."""
+
+    async def set_status(self, answer_id: int, status: str, reason: str | None = None) -> None: ...
+
+    async def overrule_worker(self, user_id: int, reason: str) -> list[tuple[int, int]]:
+        """Overrule a worker's counted answers on real items; (item_id, project_id) of each."""
+
+    async def project_counts(self, project_id: int) -> RowLike:
+        """ok, rej, workers of a project's answers."""
+
+    async def counted_labels(self, project_id: int) -> list[tuple[int, int, str]]:
+        """(item, worker, payload) of a project's counted answers."""
+
+    async def worker_counts(self, user_id: int) -> RowLike:
+        """n, ok, rej, gold, gold_ok of a worker's answers."""
+
+    async def latest_appealable(self, user_id: int) -> int | None: ...
+
+    async def own(self, answer_id: int, user_id: int) -> RowLike | None: ...
+
+    async def open_appeal(self, answer_id: int, text: str) -> None: ...
+
+    async def set_appeal(self, answer_id: int, state: str) -> None: ...
+
+    async def agreement_per_worker(self, project_id: int, confidence: float) -> list[RowLike]:
+        """worker_id, n, agree with confident results, per worker of a project."""
+
+    async def identical_pairs(self, project_id: int, min_common: int) -> list[RowLike]:
+        """w1, w2, common, same, against: pairs of workers with many common items."""
+
+    async def for_export(self, project_id: int) -> list[RowLike]:
+        """item_id, pseudonym, payload, status, score of a project's counted answers."""
+
+
+class ResultRepository(Protocol):
+    async def save_many(self, rows: Iterable[Sequence[Any]]) -> None:
+        """(item_id, project_id, label, method, confidence, agreement, answers, now) rows."""
+
+    async def means(self, project_id: int) -> tuple[float | None, float | None]:
+        """(mean agreement, mean confidence) of a project's results."""
+
+
+class CheckerStatsRepository(Protocol):
+    async def observe_gold(self, project_id: int, version: str, agree: bool) -> tuple[int, int]:
+        """Count one gold answer judged by ``version``; its (seen, agreed) so far."""
+
+    async def observe_result(self, project_id: int, version: str, agree: bool) -> None: ...
+
+    async def of_project(self, project_id: int) -> list[RowLike]: ...
+
+
+class LedgerRepository(Protocol):
+    async def lock_chain(self) -> None:
+        """Serialise appends to the chain until the transaction ends."""
+
+    async def has_ref(self, ref: str) -> bool: ...
+
+    async def last(self) -> tuple[int, str] | None:
+        """(seq, hash) of the newest entry."""
+
+    async def insert(self, e: LedgerEntry) -> None:
+        """Write the entry and move the user's balance by its amount."""
+
+    def chain(self) -> AsyncIterator[RowLike]:
+        """Every entry in sequence order, streamed."""
+
+    async def project_spend(self, project_id: int) -> int: ...
+
+    async def earned(self, user_id: int) -> int: ...
+
+    async def entries(self, user_id: int | None, limit: int) -> list[LedgerEntry]: ...
+
+
+class FlagRepository(Protocol):
+    async def insert(
+        self,
+        kind: str,
+        user_id: int | None,
+        answer_id: int | None,
+        project_id: int | None,
+        evidence: Mapping[str, Any],
+        now: float,
+    ) -> int | None:
+        """The new flag's id; None when the same flag is already open."""
+
+    async def open(self, limit: int) -> list[Flag]: ...
+
+    async def resolve_answer(
+        self, answer_id: int, resolution: str, kind: str | None = None
+    ) -> None:
+        """Resolve the open flags on an answer (of one kind, or all)."""
+
+    async def resolve_user(self, user_id: int, resolution: str) -> None:
+        """Resolve the open flags on an account (not those on one of its answers)."""
+
+    async def resolve(self, flag_id: int, resolution: str) -> None: ...
+
+
+class PayoutRepository(Protocol):
+    async def pending_sum(self, user_id: int) -> int: ...
+
+    async def create(self, user_id: int, amount: int, now: float) -> int: ...
+
+    async def pending(self) -> list[dict[str, Any]]: ...
+
+    async def requested(self, payout_id: int) -> tuple[int, int] | None:
+        """(user_id, amount) of a payout still waiting for a decision."""
+
+    async def decide(self, payout_id: int, state: str, actor_id: int) -> None: ...
+
+
+class TokenRepository(Protocol):
+    async def create(self, user_id: int, action: str, payload: str, now: float) -> int: ...
+
+    async def get(self, token_id: int, user_id: int) -> tuple[str, str] | None: ...
+
+    async def first_delivery(self, platform: str, update_id: str, now: float) -> bool:
+        """Record a delivered update; True the first time, False on a redelivery."""
+
+
+class LinkRepository(Protocol):
+    async def create(self, code: str, user_id: int, platform: str, expires_at: float) -> None: ...
+
+    async def get(self, code: str) -> tuple[int, float, bool] | None:
+        """(user_id, expires_at, used) of a link code."""
+
+    async def use(self, code: str) -> None: ...
+
+
+class Session(Protocol):
+    """A read-only session or a transaction: the repositories."""
+
+    @property
+    def users(self) -> UserRepository: ...
+    @property
+    def languages(self) -> LanguageRepository: ...
+    @property
+    def skills(self) -> SkillRepository: ...
+    @property
+    def projects(self) -> ProjectRepository: ...
+    @property
+    def items(self) -> ItemRepository: ...
+    @property
+    def assignments(self) -> AssignmentRepository: ...
+    @property
+    def answers(self) -> AnswerRepository: ...
+    @property
+    def results(self) -> ResultRepository: ...
+    @property
+    def checker_stats(self) -> CheckerStatsRepository: ...
+    @property
+    def ledger(self) -> LedgerRepository: ...
+    @property
+    def flags(self) -> FlagRepository: ...
+    @property
+    def payouts(self) -> PayoutRepository: ...
+    @property
+    def tokens(self) -> TokenRepository: ...
+    @property
+    def links(self) -> LinkRepository: ...
+
+
+class Transaction(Session, Protocol):
+    """One state change; events added to its outbox are published after it commits."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+
+class Store(Protocol):
+    """A database the engine runs on."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    def read(self) -> AbstractAsyncContextManager[Session]: ...
+
+    async def diagnostics(self, project_id: int | None = None) -> Diagnostics: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,555 @@
+"""PostgreSQL repositories: the SQLite ones where the SQL is portable, overridden here where
+PostgreSQL differs (RETURNING instead of lastrowid, GREATEST, boolean sums, row locks for
+matching and submits, an advisory lock for the ledger chain, cursors).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import asyncpg
+
+from polycrowd.engine.store.base import Diagnostics, DuplicateKey
+from polycrowd.engine.store.sqlite import repos as lite
+from polycrowd.engine.types import Project, RowLike
+
+if TYPE_CHECKING:
+    from polycrowd.engine.io import ProjectSpec
+    from polycrowd.engine.store.postgres.database import PgTx
+
+LEDGER_LOCK = 0x70C0_1ED6  # advisory lock key of the ledger chain
+
+
+def _conn(repo: lite._Repo) -> asyncpg.Connection:
+    return cast("PgTx", repo.tx).conn
+
+
+class UserRepo(lite.UserRepo):
+    async def create(
+        self,
+        platform: str,
+        external_id: str,
+        display_name: str,
+        pseudonym: str,
+        locale: str,
+        chat_id: str,
+        now: float,
+    ) -> int:
+        uid = int(
+            await self.tx.value(
+                "INSERT INTO users(display_name, pseudonym, locale, created_at, last_active)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (display_name, pseudonym, locale, now, now),
+            )
+        )
+        await self.tx.run(
+            "INSERT INTO identities(platform, external_id, user_id, chat_id) VALUES (?, ?, ?, ?)",
+            (platform, external_id, uid, chat_id),
+        )
+        await self.tx.run(
+            "INSERT INTO user_languages(user_id, lang, declared, trusted) VALUES (?, ?, 1, 1)",
+            (uid, locale),
+        )
+        return uid
+
+    async def merge_records(self, keep: int, drop: int) -> tuple[int, int]:
+        tx = self.tx
+        await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
+        await tx.run(
+            "INSERT INTO user_languages AS t (user_id, lang, declared, weight, replies, trusted)"
+            " SELECT ?::bigint, lang, declared, weight, replies, trusted FROM user_languages"
+            " WHERE user_id = ? ON CONFLICT (user_id, lang) DO UPDATE SET"
+            " declared = GREATEST(t.declared, excluded.declared),"
+            " weight = t.weight + excluded.weight, replies = t.replies + excluded.replies,"
+            " trusted = GREATEST(t.trusted, excluded.trusted)",
+            (keep, drop),
+        )
+        await tx.run(
+            "INSERT INTO user_skills AS t (user_id, skill, alpha, beta, mean, gold_seen, paused,"
+            " reason) SELECT ?::bigint, skill, alpha, beta, mean, gold_seen, paused, reason"
+            " FROM user_skills WHERE user_id = ? ON CONFLICT (user_id, skill) DO UPDATE SET"
+            " alpha = t.alpha + excluded.alpha - 2, beta = t.beta + excluded.beta - 1,"
+            " gold_seen = t.gold_seen + excluded.gold_seen,"
+            " paused = GREATEST(t.paused, excluded.paused)",
+            (keep, drop),
+        )
+        await tx.run(
+            "UPDATE user_skills SET mean = alpha / (alpha + beta) WHERE user_id = ?", (keep,)
+        )
+        await tx.run(
+            "DELETE FROM assignments WHERE worker_id = ? AND item_id IN"
+            " (SELECT item_id FROM assignments WHERE worker_id = ?)",
+            (drop, keep),
+        )
+        for table, col in (
+            ("assignments", "worker_id"),
+            ("answers", "worker_id"),
+            ("flags", "user_id"),
+            ("payouts", "user_id"),
+            ("tokens", "user_id"),
+        ):
+            await tx.run(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (keep, drop))
+        row = await tx.one("SELECT balance, answers FROM users WHERE id = ?", (drop,))
+        return (0, 0) if row is None else (int(row["balance"]), int(row["answers"]))
+
+
+class LanguageRepo(lite.LanguageRepo):
+    pass
+
+
+class SkillRepo(lite.SkillRepo):
+    async def save(
+        self,
+        user_id: int,
+        skill: str,
+        alpha: float,
+        beta: float,
+        mean: float,
+        gold_seen: int,
+        paused: bool,
+        reason: str,
+    ) -> None:
+        await self.tx.run(
+            "INSERT INTO user_skills AS t (user_id, skill, alpha, beta, mean, gold_seen, paused,"
+            " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, skill) DO UPDATE SET"
+            " alpha = excluded.alpha, beta = excluded.beta, mean = excluded.mean,"
+            " gold_seen = excluded.gold_seen, paused = excluded.paused,"
+            " reason = CASE WHEN excluded.reason <> '' THEN excluded.reason ELSE t.reason END",
+            (user_id, skill, alpha, beta, mean, gold_seen, int(paused), reason),
+        )
+
+    async def paused_projects(self, user_id: int) -> list[tuple[str, str]]:
+        rows = await self.tx.all(
+            "SELECT p.name, s.reason FROM user_skills s JOIN projects p"
+            " ON s.skill = 'project:' || p.id::text WHERE s.user_id = ? AND s.paused = 1"
+            " AND p.state = 'live'",
+            (user_id,),
+        )
+        return [(str(r["name"]), str(r["reason"])) for r in rows]
+
+
+class ProjectRepo(lite.ProjectRepo):
+    async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int:
+        pid = int(
+            await self.tx.value(
+                "INSERT INTO projects(owner_id, name, task_type, instructions, labels, overlap,"
+                " overlap_max, confidence_target, reward, gold_ratio, qualification, min_skill,"
+                " assignment_ttl, checker, target_lang, deadline, state, created_at, spec)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)"
+                " RETURNING id",
+                (
+                    owner_id,
+                    spec.name,
+                    spec.task_type.value,
+                    json.dumps(dict(spec.instructions), ensure_ascii=False),
+                    json.dumps(list(spec.labels), ensure_ascii=False),
+                    spec.overlap,
+                    spec.overlap_max,
+                    spec.confidence_target,
+                    spec.reward,
+                    spec.gold_ratio,
+                    spec.qualification,
+                    spec.min_skill,
+                    spec.assignment_ttl,
+                    json.dumps(dict(spec.checker)),
+                    spec.target_lang,
+                    spec.deadline,
+                    now,
+                    json.dumps(spec.as_json(), ensure_ascii=False),
+                ),
+            )
+        )
+        await self.tx.many(
+            "INSERT INTO project_languages(project_id, lang) VALUES (?, ?)",
+            [(pid, lang) for lang in spec.languages],
+        )
+        await self.tx.many(
+            "INSERT INTO project_skills(project_id, skill, min_score) VALUES (?, ?, ?)",
+            [(pid, s, m) for s, m in spec.skills.items()],
+        )
+        return pid
+
+    async def get(self, project_id: int) -> Project | None:
+        row = await self.tx.one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        if row is None:
+            return None
+        langs = await self.tx.all(
+            "SELECT lang FROM project_languages WHERE project_id = ? ORDER BY pos", (project_id,)
+        )
+        return Project.from_row(row, tuple(r["lang"] for r in langs))
+
+
+class ItemRepo(lite.ItemRepo):
+    async def insert_many(self, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            await self.tx.many(
+                "INSERT INTO items(project_id, external_id, content, lang, gold,"
+                " is_gold, target, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateKey(str(exc)) from None
+
+    async def uncount(self, item_id: int, overlap: int) -> None:
+        await self.tx.run(
+            "UPDATE items SET answered = answered - 1, filled = filled - 1,"
+            " target = GREATEST(target, ?), state = 'open' WHERE id = ?",
+            (overlap, item_id),
+        )
+
+    async def counts(self, project_id: int) -> RowLike:
+        r = await self.tx.one(
+            "SELECT COUNT(*) AS items, SUM(is_gold) AS gold,"
+            " COUNT(*) FILTER (WHERE state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
+            " FROM items WHERE project_id = ?",
+            (project_id,),
+        )
+        assert r is not None
+        return cast(RowLike, r)
+
+
+# One branch per worker language (and per gold/non-gold when a honeypot is wanted), each an
+# index walk over ix_items_pick in (filled, confidence, project_id, id) order that stops at
+# the first free item, as in the SQLite store. Exactness under concurrency: the candidate
+# row is locked (FOR UPDATE SKIP LOCKED), so two transactions never claim the same item at
+# once, and a row changed by a transaction that committed meanwhile is re-checked against
+# ``filled < target`` before it is locked.
+BRANCH_SQL = """
+SELECT i.id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
+FROM items AS i JOIN projects AS p ON p.id = i.project_id
+WHERE i.lang = ?::text AND i.is_gold = ?::int AND i.state = 'open' AND p.state = 'live'
+  AND (?::bigint IS NULL OR i.project_id = ?::bigint)
+  AND i.filled < i.target
+  AND NOT EXISTS (
+      SELECT 1 FROM assignments AS a WHERE a.item_id = i.id AND a.worker_id = ?::bigint)
+  AND NOT EXISTS (
+      SELECT 1 FROM project_skills AS ps
+      LEFT JOIN user_skills AS us ON us.user_id = ?::bigint AND us.skill = ps.skill
+      WHERE ps.project_id = p.id
+        AND (us.paused = 1 OR COALESCE(us.mean, 0.5) < ps.min_score))
+  AND NOT EXISTS (
+      SELECT 1 FROM user_skills AS own
+      WHERE own.user_id = ?::bigint AND own.skill = 'project:' || p.id::text
+        AND own.paused = 1)
+ORDER BY i.filled, i.confidence, i.project_id, i.id
+LIMIT 1
+FOR UPDATE OF i SKIP LOCKED
+"""
+
+
+class AssignmentRepo(lite.AssignmentRepo):
+    async def pick(
+        self,
+        worker_id: int,
+        langs: Sequence[str],
+        *,
+        want_gold: bool,
+        project_id: int | None,
+        chat_id: str,
+        platform: str,
+        now: float,
+    ) -> int | None:
+        golds = (1, 0) if want_gold else (0,)
+        candidates = []
+        for lang in langs:
+            for gold in golds:
+                row = await self.tx.one(
+                    BRANCH_SQL,
+                    (lang, gold, project_id, project_id, worker_id, worker_id, worker_id),
+                )
+                if row is not None:
+                    candidates.append(row)
+        if not candidates:
+            return None
+        want = 1 if want_gold else 0
+        best = min(
+            candidates,
+            key=lambda r: (
+                r["is_gold"] != want,
+                r["filled"],
+                r["confidence"],
+                r["project_id"],
+                r["id"],
+            ),
+        )
+        aid = await self.tx.value(
+            "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at,"
+            " state, chat_id, platform) VALUES (?, ?, ?, ?, ?, 'issued', ?, ?) RETURNING id",
+            (
+                best["id"],
+                worker_id,
+                best["project_id"],
+                now,
+                now + float(best["assignment_ttl"]),
+                chat_id,
+                platform,
+            ),
+        )
+        return int(aid)
+
+    async def state(self, assignment_id: int) -> tuple[str, int]:
+        """(state, attempts), with the row locked: concurrent submits of one task queue up."""
+        row = await self.tx.one(
+            "SELECT state, attempts FROM assignments WHERE id = ? FOR UPDATE", (assignment_id,)
+        )
+        assert row is not None
+        return str(row["state"]), int(row["attempts"])
+
+
+class AnswerRepo(lite.AnswerRepo):
+    async def insert(
+        self,
+        assignment_id: int,
+        item_id: int,
+        worker_id: int,
+        project_id: int,
+        payload: str,
+        seconds: float,
+        decision: str,
+        score: float,
+        reason: str,
+        model_version: str,
+        status: str,
+        correct: bool | None,
+        lang: str | None,
+        now: float,
+    ) -> int:
+        aid = await self.tx.value(
+            "INSERT INTO answers(assignment_id, item_id, worker_id, project_id, payload, seconds,"
+            " decision, score, reason, model_version, status, correct, lang, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                assignment_id,
+                item_id,
+                worker_id,
+                project_id,
+                payload,
+                seconds,
+                decision,
+                score,
+                reason,
+                model_version,
+                status,
+                None if correct is None else int(correct),
+                lang,
+                now,
+            ),
+        )
+        return int(aid)
+
+    async def project_counts(self, project_id: int) -> RowLike:
+        a = await self.tx.one(
+            "SELECT COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
+            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
+            " COUNT(DISTINCT worker_id) AS workers FROM answers WHERE project_id = ?",
+            (project_id,),
+        )
+        assert a is not None
+        return cast(RowLike, a)
+
+    async def worker_counts(self, user_id: int) -> RowLike:
+        r = await self.tx.one(
+            "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
+            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
+            " COUNT(correct) AS gold, COUNT(*) FILTER (WHERE correct = 1) AS gold_ok"
+            " FROM answers WHERE worker_id = ?",
+            (user_id,),
+        )
+        assert r is not None
+        return cast(RowLike, r)
+
+    async def agreement_per_worker(self, project_id: int, confidence: float) -> list[RowLike]:
+        return list(
+            await self.tx.all(
+                "SELECT a.worker_id, COUNT(*) AS n,"
+                " COUNT(*) FILTER (WHERE a.payload = r.label) AS agree"
+                " FROM answers a JOIN results r ON r.item_id = a.item_id"
+                " JOIN items i ON i.id = a.item_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
+                " AND i.state = 'done' AND r.confidence >= ? GROUP BY a.worker_id",
+                (project_id, confidence),
+            )
+        )
+
+    async def identical_pairs(self, project_id: int, min_common: int) -> list[RowLike]:
+        return list(
+            await self.tx.all(
+                "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
+                " COUNT(*) FILTER (WHERE a.payload = b.payload) AS same,"
+                " COUNT(*) FILTER (WHERE a.payload = b.payload"
+                "  AND a.payload <> COALESCE(r.label, a.payload)) AS against"
+                " FROM answers a JOIN answers b ON b.item_id = a.item_id"
+                " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
+                " AND b.status IN ('accepted', 'review')"
+                " GROUP BY a.worker_id, b.worker_id HAVING COUNT(*) >= ?",
+                (project_id, min_common),
+            )
+        )
+
+
+class ResultRepo(lite.ResultRepo):
+    pass
+
+
+class CheckerStatsRepo(lite.CheckerStatsRepo):
+    async def observe_gold(self, project_id: int, version: str, agree: bool) -> tuple[int, int]:
+        row = await self.tx.one(
+            "INSERT INTO checker_stats AS t (project_id, model_version, seen, agree)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT (project_id, model_version) DO UPDATE SET"
+            " seen = t.seen + 1, agree = t.agree + excluded.agree RETURNING seen, agree",
+            (project_id, version, int(agree)),
+        )
+        assert row is not None
+        return int(row["seen"]), int(row["agree"])
+
+    async def observe_result(self, project_id: int, version: str, agree: bool) -> None:
+        await self.tx.run(
+            "INSERT INTO checker_stats AS t (project_id, model_version, result_seen,"
+            " result_agree) VALUES (?, ?, 1, ?) ON CONFLICT (project_id, model_version)"
+            " DO UPDATE SET result_seen = t.result_seen + 1,"
+            " result_agree = t.result_agree + excluded.result_agree",
+            (project_id, version, int(agree)),
+        )
+
+
+class LedgerRepo(lite.LedgerRepo):
+    async def lock_chain(self) -> None:
+        """Concurrent writers (other connections, other processes) queue here until the
+        appending transaction commits, so every entry links to the one before it."""
+        await _conn(self).execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
+
+    async def chain(self) -> AsyncIterator[RowLike]:
+        async for row in _conn(self).cursor(
+            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash"
+            " FROM ledger ORDER BY seq"
+        ):
+            yield row
+
+    async def project_spend(self, project_id: int) -> int:
+        spend = await self.tx.value(
+            "SELECT COALESCE(SUM(l.amount), 0) FROM ledger l"
+            " WHERE l.ref LIKE 'credit:p' || ?::text || ':%'"
+            " OR l.ref LIKE 'reverse:p' || ?::text || ':%'",
+            (str(project_id), str(project_id)),
+        )
+        return int(spend or 0)
+
+
+class FlagRepo(lite.FlagRepo):
+    async def insert(
+        self,
+        kind: str,
+        user_id: int | None,
+        answer_id: int | None,
+        project_id: int | None,
+        evidence: Any,
+        now: float,
+    ) -> int | None:
+        fid = await self.tx.value(
+            "INSERT INTO flags(kind, user_id, answer_id, project_id, evidence, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (kind, user_id, answer_id, project_id, json.dumps(evidence), now),
+        )
+        return None if fid is None else int(fid)
+
+
+class PayoutRepo(lite.PayoutRepo):
+    async def create(self, user_id: int, amount: int, now: float) -> int:
+        return int(
+            await self.tx.value(
+                "INSERT INTO payouts(user_id, amount, created_at) VALUES (?, ?, ?) RETURNING id",
+                (user_id, amount, now),
+            )
+        )
+
+
+class TokenRepo(lite.TokenRepo):
+    async def create(self, user_id: int, action: str, payload: str, now: float) -> int:
+        return int(
+            await self.tx.value(
+                "INSERT INTO tokens(user_id, action, payload, created_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (user_id, action, payload, now),
+            )
+        )
+
+    async def first_delivery(self, platform: str, update_id: str, now: float) -> bool:
+        inserted = await self.tx.value(
+            "INSERT INTO processed_updates(platform, update_id, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (platform, update_id, now),
+        )
+        return inserted is not None
+
+
+class LinkRepo(lite.LinkRepo):
+    pass
+
+
+async def diagnostics(tx: PgTx, project_id: int | None = None) -> Diagnostics:
+    """The store's invariants, counted (the same measures as the SQLite store's)."""
+    duplicates = await tx.value(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
+        " HAVING COUNT(*) > 1) AS d"
+    )
+    over = await tx.value(
+        "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
+        " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target)"
+    )
+    miscounted = await tx.value(
+        "SELECT COUNT(*) FROM items i WHERE i.is_gold = 0"
+        " AND i.answered <> (SELECT COUNT(*) FROM answers a"
+        "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review'))"
+    )
+    counts = await tx.one(
+        "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE state = 'answered') AS answered,"
+        " COUNT(*) FILTER (WHERE state = 'issued') AS issued FROM assignments"
+    )
+    assert counts is not None
+    answers = await tx.value(
+        "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
+    )
+    routed = await tx.value(
+        "SELECT AVG((EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
+        " AND l.lang = i.lang AND l.trusted = 1))::int)"
+        " FROM assignments a JOIN items i ON i.id = a.item_id"
+    )
+    credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
+    duplicate_credits = await tx.value(
+        "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
+        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS BIGINT)"
+        " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
+        " GROUP BY a.assignment_id HAVING COUNT(*) > 1) AS d"
+    )
+    blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
+    flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
+    statuses: dict[str, int] = {}
+    versions: tuple[str, ...] = ()
+    if project_id is not None:
+        rows = await tx.all(
+            "SELECT status, model_version, COUNT(*) AS n FROM answers WHERE project_id = ?"
+            " GROUP BY status, model_version",
+            (project_id,),
+        )
+        for r in rows:
+            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + int(r["n"])
+        versions = tuple(sorted({str(r["model_version"]) for r in rows}))
+    return Diagnostics(
+        duplicate_assignments=int(duplicates or 0),
+        over_assigned_items=int(over or 0),
+        miscounted_items=int(miscounted or 0),
+        assignments=int(counts["n"] or 0),
+        answered_assignments=int(counts["answered"] or 0),
+        issued_assignments=int(counts["issued"] or 0),
+        answers=int(answers or 0),
+        routed_in_worker_language=round(float(routed or 0.0), 4),
+        credits=int(credits or 0),
+        duplicate_credits=int(duplicate_credits or 0),
+        blocked_users=int(blocked or 0),
+        flags_by_kind={str(r["kind"]): int(r["n"]) for r in flags},
+        answer_statuses=statuses,
+        checker_versions=versions,
+    )

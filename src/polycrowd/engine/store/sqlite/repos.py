@@ -1,0 +1,1221 @@
+"""SQLite repositories: every statement the engine runs, grouped by the table it owns.
+
+Each repository wraps the transaction (or read session) it belongs to; the services call
+these methods and never see SQL. The statements were moved here unchanged from the engine
+modules that used to hold them (core, matching, ledger, demo, bench).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from polycrowd.engine.events import Flag
+from polycrowd.engine.store.base import Diagnostics, DuplicateKey, LanguageRow, SkillRow
+from polycrowd.engine.types import Assignment, Item, LedgerEntry, Project, RowLike, User
+
+if TYPE_CHECKING:
+    from polycrowd.engine.io import ProjectSpec
+    from polycrowd.engine.store.sqlite.database import Tx
+
+
+class SqlRunner(Protocol):
+    """What the repositories run their statements on (``?`` placeholders)."""
+
+    async def one(self, sql: str, params: Any = ()) -> Any: ...
+
+    async def all(self, sql: str, params: Any = ()) -> list[Any]: ...
+
+    async def value(self, sql: str, params: Any = ()) -> Any: ...
+
+    async def run(self, sql: str, params: Any = ()) -> int: ...
+
+    async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+class _Repo:
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: SqlRunner) -> None:
+        self.tx = tx
+
+
+class UserRepo(_Repo):
+    async def by_identity(self, platform: str, external_id: str) -> tuple[User, str] | None:
+        """The user behind a platform identity and the chat id stored for it."""
+        row = await self.tx.one(
+            "SELECT u.*, i.chat_id AS known_chat FROM identities i"
+            " JOIN users u ON u.id = i.user_id WHERE i.platform = ? AND i.external_id = ?",
+            (platform, external_id),
+        )
+        return None if row is None else (User.from_row(row), str(row["known_chat"]))
+
+    async def identity_owner(self, platform: str, external_id: str) -> int | None:
+        uid = await self.tx.value(
+            "SELECT user_id FROM identities WHERE platform = ? AND external_id = ?",
+            (platform, external_id),
+        )
+        return None if uid is None else int(uid)
+
+    async def create(
+        self,
+        platform: str,
+        external_id: str,
+        display_name: str,
+        pseudonym: str,
+        locale: str,
+        chat_id: str,
+        now: float,
+    ) -> int:
+        """A new user with one identity and its locale as declared, trusted language."""
+        uid = await self.tx.run(
+            "INSERT INTO users(display_name, pseudonym, locale, created_at, last_active)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (display_name, pseudonym, locale, now, now),
+        )
+        await self.tx.run(
+            "INSERT INTO identities(platform, external_id, user_id, chat_id) VALUES (?, ?, ?, ?)",
+            (platform, external_id, uid, chat_id),
+        )
+        await self.tx.run(
+            "INSERT INTO user_languages(user_id, lang, declared, trusted) VALUES (?, ?, 1, 1)",
+            (uid, locale),
+        )
+        return uid
+
+    async def set_chat(self, platform: str, external_id: str, chat_id: str) -> None:
+        await self.tx.run(
+            "UPDATE identities SET chat_id = ? WHERE platform = ? AND external_id = ?",
+            (chat_id, platform, external_id),
+        )
+
+    async def get(self, user_id: int) -> User | None:
+        row = await self.tx.one("SELECT * FROM users WHERE id = ?", (user_id,))
+        return None if row is None else User.from_row(row)
+
+    async def by_platform(self, platform: str, external_id: str) -> User | None:
+        row = await self.tx.one(
+            "SELECT u.* FROM identities i JOIN users u ON u.id = i.user_id"
+            " WHERE i.platform = ? AND i.external_id = ?",
+            (platform, external_id),
+        )
+        return None if row is None else User.from_row(row)
+
+    async def by_pseudonym(self, pseudonym: str) -> User | None:
+        row = await self.tx.one("SELECT * FROM users WHERE pseudonym = ?", (pseudonym,))
+        return None if row is None else User.from_row(row)
+
+    async def chats(self, user_id: int) -> list[tuple[str, str]]:
+        rows = await self.tx.all(
+            "SELECT platform, chat_id FROM identities WHERE user_id = ? AND chat_id != ''",
+            (user_id,),
+        )
+        return [(r["platform"], r["chat_id"]) for r in rows]
+
+    async def set_locale(self, user_id: int, locale: str) -> None:
+        await self.tx.run("UPDATE users SET locale = ? WHERE id = ?", (locale, user_id))
+
+    async def set_role(self, user_id: int, role: str) -> None:
+        await self.tx.run("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+
+    async def touch(self, user_id: int, now: float) -> None:
+        await self.tx.run("UPDATE users SET last_active = ? WHERE id = ?", (now, user_id))
+
+    async def count_answer(self, user_id: int, now: float) -> None:
+        await self.tx.run(
+            "UPDATE users SET answers = answers + 1, last_active = ? WHERE id = ?", (now, user_id)
+        )
+
+    async def set_status(self, user_id: int, status: str, reason: str) -> None:
+        await self.tx.run(
+            "UPDATE users SET status = ?, status_reason = ? WHERE id = ?",
+            (status, reason, user_id),
+        )
+
+    async def idle(self, cutoff: float) -> list[int]:
+        rows = await self.tx.all(
+            "SELECT id FROM users WHERE status = 'active' AND role = 'worker'"
+            " AND erased = 0 AND last_active < ? AND (reminded_at IS NULL OR reminded_at < ?)"
+            " AND EXISTS (SELECT 1 FROM projects WHERE state = 'live')",
+            (cutoff, cutoff),
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def mark_reminded(self, user_ids: Sequence[int], now: float) -> None:
+        await self.tx.many(
+            "UPDATE users SET reminded_at = ? WHERE id = ?", [(now, i) for i in user_ids]
+        )
+
+    async def personal_data(self, user_id: int) -> dict[str, Any] | None:
+        """Everything stored about a user, table by table (for /mydata)."""
+        user = await self.tx.one("SELECT * FROM users WHERE id = ?", (user_id,))
+        if user is None:
+            return None
+        out: dict[str, Any] = {"user": dict(user)}
+        for key, sql in (
+            (
+                "identities",
+                "SELECT platform, external_id, chat_id FROM identities WHERE user_id = ?",
+            ),
+            ("languages", "SELECT * FROM user_languages WHERE user_id = ?"),
+            ("skills", "SELECT * FROM user_skills WHERE user_id = ?"),
+            ("assignments", "SELECT * FROM assignments WHERE worker_id = ?"),
+            ("answers", "SELECT * FROM answers WHERE worker_id = ?"),
+            ("ledger", "SELECT * FROM ledger WHERE user_id = ?"),
+            ("payouts", "SELECT * FROM payouts WHERE user_id = ?"),
+            ("flags", "SELECT * FROM flags WHERE user_id = ?"),
+        ):
+            out[key] = [dict(r) for r in await self.tx.all(sql, (user_id,))]
+        return out
+
+    async def forget(self, user_id: int) -> None:
+        """Erase personal data; answers and ledger entries stay, tied to the pseudonym."""
+        tx = self.tx
+        await tx.run("DELETE FROM identities WHERE user_id = ?", (user_id,))
+        await tx.run("DELETE FROM user_languages WHERE user_id = ?", (user_id,))
+        await tx.run("DELETE FROM link_codes WHERE user_id = ?", (user_id,))
+        await tx.run("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+        await tx.run("UPDATE answers SET appeal_text = '' WHERE worker_id = ?", (user_id,))
+        await tx.run(
+            "UPDATE assignments SET state = 'expired', chat_id = ''"
+            " WHERE worker_id = ? AND state = 'issued'",
+            (user_id,),
+        )
+        await tx.run("UPDATE assignments SET chat_id = '' WHERE worker_id = ?", (user_id,))
+        await tx.run(
+            "UPDATE users SET display_name = '', locale = 'en', erased = 1,"
+            " status = 'paused', status_reason = 'erased' WHERE id = ?",
+            (user_id,),
+        )
+
+    async def merge_records(self, keep: int, drop: int) -> tuple[int, int]:
+        """Fold ``drop``'s identities, languages, skills and work into ``keep``.
+
+        Returns ``drop``'s (balance, answers); the caller moves the money through the ledger
+        and then calls :meth:`retire_merged`.
+        """
+        tx = self.tx
+        await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
+        await tx.run(
+            "INSERT INTO user_languages(user_id, lang, declared, weight, replies, trusted)"
+            " SELECT ?, lang, declared, weight, replies, trusted FROM user_languages"
+            " WHERE user_id = ? AND true ON CONFLICT(user_id, lang) DO UPDATE SET"
+            " declared = MAX(declared, excluded.declared), weight = weight + excluded.weight,"
+            " replies = replies + excluded.replies, trusted = MAX(trusted, excluded.trusted)",
+            (keep, drop),
+        )
+        await tx.run(
+            "INSERT INTO user_skills(user_id, skill, alpha, beta, mean, gold_seen, paused, reason)"
+            " SELECT ?, skill, alpha, beta, mean, gold_seen, paused, reason FROM user_skills"
+            " WHERE user_id = ? AND true ON CONFLICT(user_id, skill) DO UPDATE SET"
+            " alpha = alpha + excluded.alpha - 2, beta = beta + excluded.beta - 1,"
+            " gold_seen = gold_seen + excluded.gold_seen, paused = MAX(paused, excluded.paused)",
+            (keep, drop),
+        )
+        await tx.run(
+            "UPDATE user_skills SET mean = alpha / (alpha + beta) WHERE user_id = ?", (keep,)
+        )
+        # Items both accounts saw keep the older assignment; the other one is dropped.
+        await tx.run(
+            "DELETE FROM assignments WHERE worker_id = ? AND item_id IN"
+            " (SELECT item_id FROM assignments WHERE worker_id = ?)",
+            (drop, keep),
+        )
+        for table, col in (
+            ("assignments", "worker_id"),
+            ("answers", "worker_id"),
+            ("flags", "user_id"),
+            ("payouts", "user_id"),
+            ("tokens", "user_id"),
+        ):
+            await tx.run(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (keep, drop))
+        balance = await tx.value("SELECT balance FROM users WHERE id = ?", (drop,))
+        answers = await tx.value("SELECT answers FROM users WHERE id = ?", (drop,))
+        return int(balance or 0), int(answers or 0)
+
+    async def retire_merged(self, keep: int, drop: int, answers: int) -> None:
+        tx = self.tx
+        await tx.run("UPDATE users SET answers = answers + ? WHERE id = ?", (answers, keep))
+        await tx.run(
+            "UPDATE users SET status = 'paused', status_reason = 'merged', erased = 1,"
+            " display_name = '', answers = 0 WHERE id = ?",
+            (drop,),
+        )
+        await tx.run("DELETE FROM user_languages WHERE user_id = ?", (drop,))
+        await tx.run("DELETE FROM user_skills WHERE user_id = ?", (drop,))
+
+    async def balances(self) -> list[tuple[int, int]]:
+        rows = await self.tx.all("SELECT id, balance FROM users")
+        return [(int(r["id"]), int(r["balance"])) for r in rows]
+
+
+class LanguageRepo(_Repo):
+    async def rows(self, user_id: int) -> list[LanguageRow]:
+        rows = await self.tx.all(
+            "SELECT lang, declared, weight, replies, trusted FROM user_languages"
+            " WHERE user_id = ?",
+            (user_id,),
+        )
+        return [
+            LanguageRow(
+                str(r["lang"]),
+                bool(r["declared"]),
+                float(r["weight"]),
+                int(r["replies"]),
+                bool(r["trusted"]),
+            )
+            for r in rows
+        ]
+
+    async def declared(self, user_id: int) -> list[str]:
+        rows = await self.tx.all(
+            "SELECT lang FROM user_languages WHERE user_id = ? AND declared = 1", (user_id,)
+        )
+        return [str(r["lang"]) for r in rows]
+
+    async def trusted(self, user_id: int) -> tuple[str, ...]:
+        rows = await self.tx.all(
+            "SELECT lang FROM user_languages WHERE user_id = ? AND trusted = 1 ORDER BY lang",
+            (user_id,),
+        )
+        return tuple(str(r["lang"]) for r in rows)
+
+    async def set_declared(self, user_id: int, langs: Sequence[str]) -> None:
+        """Replace the declared languages (detected evidence is kept)."""
+        await self.tx.run("UPDATE user_languages SET declared = 0 WHERE user_id = ?", (user_id,))
+        for lang in langs:
+            await self.tx.run(
+                "INSERT INTO user_languages(user_id, lang, declared) VALUES (?, ?, 1)"
+                " ON CONFLICT(user_id, lang) DO UPDATE SET declared = 1",
+                (user_id, lang),
+            )
+
+    async def set_trusted(self, user_id: int, lang: str, trusted: bool) -> None:
+        await self.tx.run(
+            "UPDATE user_languages SET trusted = ? WHERE user_id = ? AND lang = ?",
+            (1 if trusted else 0, user_id, lang),
+        )
+
+    async def set_evidence(self, user_id: int, lang: str, weight: float, replies: int) -> None:
+        await self.tx.run(
+            "INSERT INTO user_languages(user_id, lang, weight, replies) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(user_id, lang) DO UPDATE SET weight = excluded.weight,"
+            " replies = excluded.replies",
+            (user_id, lang, weight, replies),
+        )
+
+
+class SkillRepo(_Repo):
+    async def get(self, user_id: int, skill: str) -> SkillRow | None:
+        row = await self.tx.one(
+            "SELECT alpha, beta, gold_seen, paused FROM user_skills"
+            " WHERE user_id = ? AND skill = ?",
+            (user_id, skill),
+        )
+        if row is None:
+            return None
+        return SkillRow(
+            float(row["alpha"]), float(row["beta"]), int(row["gold_seen"]), bool(row["paused"])
+        )
+
+    async def save(
+        self,
+        user_id: int,
+        skill: str,
+        alpha: float,
+        beta: float,
+        mean: float,
+        gold_seen: int,
+        paused: bool,
+        reason: str,
+    ) -> None:
+        """Store the posterior; an empty ``reason`` keeps the stored one."""
+        await self.tx.run(
+            "INSERT INTO user_skills(user_id, skill, alpha, beta, mean, gold_seen, paused, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(user_id, skill) DO UPDATE SET"
+            " alpha = excluded.alpha, beta = excluded.beta, mean = excluded.mean,"
+            " gold_seen = excluded.gold_seen, paused = excluded.paused,"
+            " reason = CASE WHEN excluded.reason != '' THEN excluded.reason ELSE reason END",
+            (user_id, skill, alpha, beta, mean, gold_seen, int(paused), reason),
+        )
+
+    async def gold_seen(self, user_id: int) -> int:
+        seen = await self.tx.value(
+            "SELECT COALESCE(SUM(gold_seen), 0) FROM user_skills WHERE user_id = ?", (user_id,)
+        )
+        return int(seen or 0)
+
+    async def totals(self, user_id: int) -> tuple[float, float] | None:
+        """(sum of alpha, sum of beta) over all skills, None without any."""
+        s = await self.tx.one(
+            "SELECT SUM(alpha) AS a, SUM(beta) AS b FROM user_skills WHERE user_id = ?",
+            (user_id,),
+        )
+        if s is None or not s["a"]:
+            return None
+        return float(s["a"]), float(s["b"])
+
+    async def paused_projects(self, user_id: int) -> list[tuple[str, str]]:
+        rows = await self.tx.all(
+            "SELECT p.name, s.reason FROM user_skills s JOIN projects p"
+            " ON s.skill = 'project:' || p.id WHERE s.user_id = ? AND s.paused = 1"
+            " AND p.state = 'live'",
+            (user_id,),
+        )
+        return [(str(r["name"]), str(r["reason"])) for r in rows]
+
+
+class ProjectRepo(_Repo):
+    async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int:
+        pid = await self.tx.run(
+            "INSERT INTO projects(owner_id, name, task_type, instructions, labels, overlap,"
+            " overlap_max, confidence_target, reward, gold_ratio, qualification, min_skill,"
+            " assignment_ttl, checker, target_lang, deadline, state, created_at, spec)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+            (
+                owner_id,
+                spec.name,
+                spec.task_type.value,
+                json.dumps(dict(spec.instructions), ensure_ascii=False),
+                json.dumps(list(spec.labels), ensure_ascii=False),
+                spec.overlap,
+                spec.overlap_max,
+                spec.confidence_target,
+                spec.reward,
+                spec.gold_ratio,
+                spec.qualification,
+                spec.min_skill,
+                spec.assignment_ttl,
+                json.dumps(dict(spec.checker)),
+                spec.target_lang,
+                spec.deadline,
+                now,
+                json.dumps(spec.as_json(), ensure_ascii=False),
+            ),
+        )
+        await self.tx.many(
+            "INSERT INTO project_languages(project_id, lang) VALUES (?, ?)",
+            [(pid, lang) for lang in spec.languages],
+        )
+        await self.tx.many(
+            "INSERT INTO project_skills(project_id, skill, min_score) VALUES (?, ?, ?)",
+            [(pid, s, m) for s, m in spec.skills.items()],
+        )
+        return pid
+
+    async def get(self, project_id: int) -> Project | None:
+        row = await self.tx.one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        if row is None:
+            return None
+        langs = await self.tx.all(
+            "SELECT lang FROM project_languages WHERE project_id = ? ORDER BY rowid",
+            (project_id,),
+        )
+        return Project.from_row(row, tuple(r["lang"] for r in langs))
+
+    async def ids(self, owner_id: int | None = None) -> list[int]:
+        if owner_id is None:
+            rows = await self.tx.all("SELECT id FROM projects ORDER BY id")
+        else:
+            rows = await self.tx.all(
+                "SELECT id FROM projects WHERE owner_id = ? ORDER BY id", (owner_id,)
+            )
+        return [int(r["id"]) for r in rows]
+
+    async def live_ids(self) -> list[int]:
+        rows = await self.tx.all("SELECT id FROM projects WHERE state = 'live'")
+        return [int(r["id"]) for r in rows]
+
+    async def set_state(self, project_id: int, state: str) -> None:
+        await self.tx.run("UPDATE projects SET state = ? WHERE id = ?", (state, project_id))
+
+    async def set_checker(self, project_id: int, config: Mapping[str, Any]) -> None:
+        await self.tx.run(
+            "UPDATE projects SET checker = ? WHERE id = ?", (json.dumps(dict(config)), project_id)
+        )
+
+    async def reopen(self, project_id: int, now: float) -> None:
+        """A done project whose deadline has not passed goes live again."""
+        await self.tx.run(
+            "UPDATE projects SET state = 'live' WHERE id = ? AND state = 'done'"
+            " AND (deadline IS NULL OR deadline > ?)",
+            (project_id, now),
+        )
+
+    async def gold_policy(self) -> tuple[float, int] | None:
+        """(highest gold ratio, highest qualification) over live projects; None if none."""
+        row = await self.tx.one(
+            "SELECT MAX(gold_ratio) AS ratio, MAX(qualification) AS qual FROM projects"
+            " WHERE state = 'live'"
+        )
+        if row is None or row["ratio"] is None:
+            return None
+        return float(row["ratio"] or 0.0), int(row["qual"] or 0)
+
+    async def overdue(self, now: float) -> list[int]:
+        rows = await self.tx.all(
+            "SELECT id FROM projects WHERE state IN ('live', 'paused')"
+            " AND deadline IS NOT NULL AND deadline < ?",
+            (now,),
+        )
+        return [int(r["id"]) for r in rows]
+
+
+class ItemRepo(_Repo):
+    async def count(self, project_id: int) -> int:
+        n = await self.tx.value("SELECT COUNT(*) FROM items WHERE project_id = ?", (project_id,))
+        return int(n or 0)
+
+    async def count_real(self, project_id: int) -> int:
+        n = await self.tx.value(
+            "SELECT COUNT(*) FROM items WHERE project_id = ? AND is_gold = 0", (project_id,)
+        )
+        return int(n or 0)
+
+    async def insert_many(self, rows: Iterable[Sequence[Any]]) -> None:
+        """(project_id, external_id, content, lang, gold, is_gold, target, created_at) rows.
+
+        A duplicate external id raises :class:`DuplicateKey`."""
+        try:
+            await self.tx.many(
+                "INSERT INTO items(project_id, external_id, content, lang, gold,"
+                " is_gold, target, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except Exception as exc:
+            if "UNIQUE" in str(exc):
+                raise DuplicateKey(str(exc)) from None
+            raise
+
+    async def get(self, item_id: int) -> Item | None:
+        row = await self.tx.one("SELECT * FROM items WHERE id = ?", (item_id,))
+        return None if row is None else Item.from_row(row)
+
+    async def progress(self, item_id: int) -> tuple[int, int]:
+        """(answered, target) of one item."""
+        row = await self.tx.one("SELECT answered, target FROM items WHERE id = ?", (item_id,))
+        assert row is not None
+        return int(row["answered"]), int(row["target"])
+
+    async def set_estimate(self, item_id: int, confidence: float, target: int, state: str) -> None:
+        await self.tx.run(
+            "UPDATE items SET confidence = ?, target = ?, state = ? WHERE id = ?",
+            (confidence, target, state, item_id),
+        )
+
+    async def any_open(self, project_id: int) -> bool:
+        left = await self.tx.value(
+            "SELECT 1 FROM items WHERE project_id = ? AND state = 'open' AND is_gold = 0 LIMIT 1",
+            (project_id,),
+        )
+        return bool(left)
+
+    async def uncount(self, item_id: int, overlap: int) -> None:
+        """One counted answer no longer counts: its slot reopens."""
+        await self.tx.run(
+            "UPDATE items SET answered = answered - 1, filled = filled - 1,"
+            " target = MAX(target, ?), state = 'open' WHERE id = ?",
+            (overlap, item_id),
+        )
+
+    async def counts(self, project_id: int) -> RowLike:
+        """items, gold, done, live of a project."""
+        r = await self.tx.one(
+            "SELECT COUNT(*) AS items, SUM(is_gold) AS gold,"
+            " SUM(state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
+            " FROM items WHERE project_id = ?",
+            (project_id,),
+        )
+        assert r is not None
+        return cast(RowLike, r)
+
+    async def gold_labels(self, project_id: int) -> list[tuple[int, str]]:
+        rows = await self.tx.all(
+            "SELECT id, gold FROM items WHERE project_id = ? AND gold IS NOT NULL",
+            (project_id,),
+        )
+        return [(int(r["id"]), str(r["gold"])) for r in rows]
+
+    async def training_examples(
+        self, project_id: int, confidence: float
+    ) -> list[tuple[str, str | None]]:
+        rows = await self.tx.all(
+            "SELECT i.content, COALESCE(i.gold, r.label) AS label FROM items i"
+            " LEFT JOIN results r ON r.item_id = i.id WHERE i.project_id = ?"
+            " AND (i.gold IS NOT NULL OR (r.confidence >= ? AND i.state = 'done'))"
+            " ORDER BY i.id",
+            (project_id, confidence),
+        )
+        return [(str(r["content"]), r["label"]) for r in rows]
+
+    async def with_results(self, project_id: int) -> list[RowLike]:
+        """Real items of a project with their result, in id order (for the export)."""
+        return list(
+            await self.tx.all(
+                "SELECT i.id, i.external_id, i.lang, i.gold, r.label, r.confidence,"
+                " r.agreement, r.method, r.answers FROM items i"
+                " LEFT JOIN results r ON r.item_id = i.id"
+                " WHERE i.project_id = ? AND i.is_gold = 0 ORDER BY i.id",
+                (project_id,),
+            )
+        )
+
+
+# One branch per worker language (and per gold/non-gold when a honeypot is wanted): each is
+# an index walk over ix_items_pick in (filled, confidence, project_id, id) order, filtered
+# by the live project, a free slot, "not seen by this worker" and the skill requirements,
+# and stops at the first hit. The outer ORDER BY merges the few branch winners: honeypots
+# first when wanted, then fewest answers, lowest confidence, older projects first.
+BRANCH_SQL = """
+SELECT * FROM (
+  SELECT i.id AS item_id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
+  FROM items AS i INDEXED BY ix_items_pick
+  JOIN projects AS p ON p.id = i.project_id
+  WHERE i.lang = :lang{k} AND i.is_gold = {gold} AND i.state = 'open'
+    AND p.state = 'live'
+    AND (:project IS NULL OR i.project_id = :project)
+    AND i.filled < i.target
+    AND NOT EXISTS (
+        SELECT 1 FROM assignments AS a WHERE a.item_id = i.id AND a.worker_id = :worker)
+    AND NOT EXISTS (
+        SELECT 1 FROM project_skills AS ps
+        LEFT JOIN user_skills AS us ON us.user_id = :worker AND us.skill = ps.skill
+        WHERE ps.project_id = p.id
+          AND (us.paused = 1 OR COALESCE(us.mean, 0.5) < ps.min_score))
+    AND NOT EXISTS (
+        SELECT 1 FROM user_skills AS own
+        WHERE own.user_id = :worker AND own.skill = 'project:' || p.id AND own.paused = 1)
+  ORDER BY i.filled, i.confidence, i.project_id, i.id
+  LIMIT 1
+)"""
+
+PICK_SQL = """
+INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state,
+                        chat_id, platform)
+SELECT c.item_id, :worker, c.project_id, :now, :now + c.assignment_ttl, 'issued', :chat,
+       :platform
+FROM ({branches}) AS c
+ORDER BY (c.is_gold != :want_gold), c.filled, c.confidence, c.project_id, c.item_id
+LIMIT 1
+RETURNING id
+"""
+
+
+@functools.cache
+def pick_sql(n_langs: int, want_gold: bool) -> str:
+    """The pick statement for a worker with ``n_langs`` trusted languages."""
+    golds = (1, 0) if want_gold else (0,)
+    branches = " UNION ALL ".join(
+        BRANCH_SQL.format(k=k, gold=g) for k in range(n_langs) for g in golds
+    )
+    return PICK_SQL.format(branches=branches)
+
+
+class AssignmentRepo(_Repo):
+    async def current(self, user_id: int, now: float) -> int | None:
+        aid = await self.tx.value(
+            "SELECT id FROM assignments WHERE worker_id = ? AND state = 'issued'"
+            " AND expires_at >= ? ORDER BY id DESC LIMIT 1",
+            (user_id, now),
+        )
+        return None if aid is None else int(aid)
+
+    async def get(self, assignment_id: int) -> Assignment | None:
+        row = await self.tx.one("SELECT * FROM assignments WHERE id = ?", (assignment_id,))
+        return None if row is None else Assignment.from_row(row)
+
+    async def pick(
+        self,
+        worker_id: int,
+        langs: Sequence[str],
+        *,
+        want_gold: bool,
+        project_id: int | None,
+        chat_id: str,
+        platform: str,
+        now: float,
+    ) -> int | None:
+        """Claim the next item in one statement; the new assignment id or None."""
+        params: dict[str, object] = {
+            "worker": worker_id,
+            "now": now,
+            "project": project_id,
+            "want_gold": 1 if want_gold else 0,
+            "chat": chat_id,
+            "platform": platform,
+        }
+        params.update({f"lang{k}": lang for k, lang in enumerate(langs)})
+        row = await self.tx.one(pick_sql(len(langs), want_gold), params)
+        return None if row is None else int(row["id"])
+
+    async def state(self, assignment_id: int) -> tuple[str, int]:
+        """(state, attempts)."""
+        row = await self.tx.one(
+            "SELECT state, attempts FROM assignments WHERE id = ?", (assignment_id,)
+        )
+        assert row is not None
+        return str(row["state"]), int(row["attempts"])
+
+    async def skip(self, assignment_id: int, user_id: int) -> bool:
+        n = await self.tx.run(
+            "UPDATE assignments SET state = 'skipped'"
+            " WHERE id = ? AND worker_id = ? AND state = 'issued'",
+            (assignment_id, user_id),
+        )
+        return n > 0
+
+    async def answered(self, assignment_id: int) -> None:
+        await self.tx.run(
+            "UPDATE assignments SET state = 'answered' WHERE id = ?", (assignment_id,)
+        )
+
+    async def attempt(self, assignment_id: int, state: str) -> None:
+        await self.tx.run(
+            "UPDATE assignments SET attempts = attempts + 1, state = ? WHERE id = ?",
+            (state, assignment_id),
+        )
+
+    async def expire_worker(self, user_id: int) -> None:
+        await self.tx.run(
+            "UPDATE assignments SET state = 'expired' WHERE worker_id = ? AND state = 'issued'",
+            (user_id,),
+        )
+
+    async def expire_project(self, project_id: int) -> None:
+        await self.tx.run(
+            "UPDATE assignments SET state = 'expired' WHERE project_id = ? AND state = 'issued'",
+            (project_id,),
+        )
+
+    async def expire_due(self, now: float) -> int:
+        """Expire issued assignments past their deadline; their slots return to the items."""
+        return await self.tx.run(
+            "UPDATE assignments SET state = 'expired' WHERE state = 'issued' AND expires_at < ?",
+            (now,),
+        )
+
+
+class AnswerRepo(_Repo):
+    async def recent_payloads(self, user_id: int, project_id: int, limit: int = 24) -> list[str]:
+        rows = await self.tx.all(
+            "SELECT payload FROM answers WHERE worker_id = ? AND project_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (user_id, project_id, limit),
+        )
+        return [r["payload"] for r in rows]
+
+    async def insert(
+        self,
+        assignment_id: int,
+        item_id: int,
+        worker_id: int,
+        project_id: int,
+        payload: str,
+        seconds: float,
+        decision: str,
+        score: float,
+        reason: str,
+        model_version: str,
+        status: str,
+        correct: bool | None,
+        lang: str | None,
+        now: float,
+    ) -> int:
+        return await self.tx.run(
+            "INSERT INTO answers(assignment_id, item_id, worker_id, project_id, payload, seconds,"
+            " decision, score, reason, model_version, status, correct, lang, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                assignment_id,
+                item_id,
+                worker_id,
+                project_id,
+                payload,
+                seconds,
+                decision,
+                score,
+                reason,
+                model_version,
+                status,
+                None if correct is None else int(correct),
+                lang,
+                now,
+            ),
+        )
+
+    async def counted_for_item(
+        self, item_id: int, skill: str, default_skill: float
+    ) -> list[RowLike]:
+        """worker_id, payload, decision, model_version, skill of an item's counted answers."""
+        return list(
+            await self.tx.all(
+                "SELECT a.worker_id, a.payload, a.decision, a.model_version,"
+                " COALESCE(s.mean, ?) AS skill FROM answers a"
+                " LEFT JOIN user_skills s ON s.user_id = a.worker_id AND s.skill = ?"
+                " WHERE a.item_id = ? AND a.status IN ('accepted', 'review')",
+                (default_skill, skill, item_id),
+            )
+        )
+
+    async def recent_timings(self, user_id: int, limit: int = 10) -> list[tuple[float, str]]:
+        """(seconds, item text) of the worker's latest answers."""
+        rows = await self.tx.all(
+            "SELECT a.seconds, i.content FROM answers a JOIN items i ON i.id = a.item_id"
+            " WHERE a.worker_id = ? ORDER BY a.id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [(float(r["seconds"]), str(r["content"])) for r in rows]
+
+    async def with_reward(self, answer_id: int, *, open_appeal: bool = False) -> RowLike | None:
+        """The answer row joined with its project's reward."""
+        sql = (
+            "SELECT a.*, p.reward FROM answers a JOIN projects p ON p.id = a.project_id"
+            " WHERE a.id = ?"
+        )
+        if open_appeal:
+            sql += " AND a.appeal = 'open'"
+        return cast("RowLike | None", await self.tx.one(sql, (answer_id,)))
+
+    async def set_status(self, answer_id: int, status: str, reason: str | None = None) -> None:
+        if reason is None:
+            await self.tx.run("UPDATE answers SET status = ? WHERE id = ?", (status, answer_id))
+        else:
+            await self.tx.run(
+                "UPDATE answers SET status = ?, reason = ? WHERE id = ?",
+                (status, reason, answer_id),
+            )
+
+    async def overrule_worker(self, user_id: int, reason: str) -> list[tuple[int, int]]:
+        """Overrule a worker's counted answers on real items; (item_id, project_id) of each."""
+        rows = await self.tx.all(
+            "SELECT a.item_id, a.project_id FROM answers a JOIN items i ON i.id = a.item_id"
+            " WHERE a.worker_id = ? AND a.status IN ('accepted', 'review') AND i.is_gold = 0",
+            (user_id,),
+        )
+        if not rows:
+            return []
+        await self.tx.run(
+            "UPDATE answers SET status = 'overruled', reason = ? WHERE worker_id = ?"
+            " AND status IN ('accepted', 'review')",
+            (reason, user_id),
+        )
+        return [(int(r["item_id"]), int(r["project_id"])) for r in rows]
+
+    async def project_counts(self, project_id: int) -> RowLike:
+        """ok, rej, workers of a project's answers."""
+        a = await self.tx.one(
+            "SELECT SUM(status IN ('accepted', 'review')) AS ok,"
+            " SUM(status = 'rejected') AS rej, COUNT(DISTINCT worker_id) AS workers"
+            " FROM answers WHERE project_id = ?",
+            (project_id,),
+        )
+        assert a is not None
+        return cast(RowLike, a)
+
+    async def counted_labels(self, project_id: int) -> list[tuple[int, int, str]]:
+        """(item, worker, payload) of a project's counted answers."""
+        rows = await self.tx.all(
+            "SELECT a.item_id, a.worker_id, a.payload FROM answers a"
+            " JOIN items i ON i.id = a.item_id"
+            " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')",
+            (project_id,),
+        )
+        return [(int(r["item_id"]), int(r["worker_id"]), str(r["payload"])) for r in rows]
+
+    async def worker_counts(self, user_id: int) -> RowLike:
+        """n, ok, rej, gold, gold_ok of a worker's answers."""
+        r = await self.tx.one(
+            "SELECT COUNT(*) AS n, SUM(status IN ('accepted', 'review')) AS ok,"
+            " SUM(status = 'rejected') AS rej, SUM(correct IS NOT NULL) AS gold,"
+            " SUM(correct = 1) AS gold_ok FROM answers WHERE worker_id = ?",
+            (user_id,),
+        )
+        assert r is not None
+        return cast(RowLike, r)
+
+    async def latest_appealable(self, user_id: int) -> int | None:
+        aid = await self.tx.value(
+            "SELECT id FROM answers WHERE worker_id = ? AND status IN"
+            " ('rejected', 'overruled') AND appeal = 'none' ORDER BY id DESC LIMIT 1",
+            (user_id,),
+        )
+        return None if aid is None else int(aid)
+
+    async def own(self, answer_id: int, user_id: int) -> RowLike | None:
+        row = await self.tx.one(
+            "SELECT * FROM answers WHERE id = ? AND worker_id = ?", (answer_id, user_id)
+        )
+        return cast("RowLike | None", row)
+
+    async def open_appeal(self, answer_id: int, text: str) -> None:
+        await self.tx.run(
+            "UPDATE answers SET appeal = 'open', appeal_text = ? WHERE id = ?", (text, answer_id)
+        )
+
+    async def set_appeal(self, answer_id: int, state: str) -> None:
+        await self.tx.run("UPDATE answers SET appeal = ? WHERE id = ?", (state, answer_id))
+
+    async def agreement_per_worker(self, project_id: int, confidence: float) -> list[RowLike]:
+        """worker_id, n, agree with confident results, per worker of a project."""
+        return list(
+            await self.tx.all(
+                "SELECT a.worker_id, COUNT(*) AS n, SUM(a.payload = r.label) AS agree"
+                " FROM answers a JOIN results r ON r.item_id = a.item_id"
+                " JOIN items i ON i.id = a.item_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
+                " AND i.state = 'done' AND r.confidence >= ? GROUP BY a.worker_id",
+                (project_id, confidence),
+            )
+        )
+
+    async def identical_pairs(self, project_id: int, min_common: int) -> list[RowLike]:
+        """w1, w2, common, same, against: pairs of workers with many common items."""
+        return list(
+            await self.tx.all(
+                "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
+                " SUM(a.payload = b.payload) AS same,"
+                " SUM(a.payload = b.payload AND a.payload != COALESCE(r.label, a.payload))"
+                " AS against FROM answers a JOIN answers b ON b.item_id = a.item_id"
+                " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
+                " AND b.status IN ('accepted', 'review')"
+                " GROUP BY a.worker_id, b.worker_id HAVING common >= ?",
+                (project_id, min_common),
+            )
+        )
+
+    async def for_export(self, project_id: int) -> list[RowLike]:
+        """item_id, pseudonym, payload, status, score of a project's counted answers."""
+        return list(
+            await self.tx.all(
+                "SELECT a.item_id, u.pseudonym, a.payload, a.status, a.score FROM answers a"
+                " JOIN users u ON u.id = a.worker_id"
+                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review') ORDER BY a.id",
+                (project_id,),
+            )
+        )
+
+
+RESULT_UPSERT = (
+    "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
+    " answers, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(item_id) DO UPDATE SET label = excluded.label,"
+    " method = excluded.method, confidence = excluded.confidence,"
+    " agreement = excluded.agreement, answers = excluded.answers,"
+    " updated_at = excluded.updated_at"
+)
+
+
+class ResultRepo(_Repo):
+    async def save_many(self, rows: Iterable[Sequence[Any]]) -> None:
+        """(item_id, project_id, label, method, confidence, agreement, answers, now) rows."""
+        await self.tx.many(RESULT_UPSERT, rows)
+
+    async def means(self, project_id: int) -> tuple[float | None, float | None]:
+        """(mean agreement, mean confidence) of a project's results."""
+        res = await self.tx.one(
+            "SELECT AVG(agreement) AS agr, AVG(confidence) AS conf FROM results"
+            " WHERE project_id = ?",
+            (project_id,),
+        )
+        assert res is not None
+        return res["agr"], res["conf"]
+
+
+class CheckerStatsRepo(_Repo):
+    async def observe_gold(self, project_id: int, version: str, agree: bool) -> tuple[int, int]:
+        """Count one gold answer judged by ``version``; its (seen, agreed) so far."""
+        await self.tx.run(
+            "INSERT INTO checker_stats(project_id, model_version, seen, agree)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT(project_id, model_version) DO UPDATE SET"
+            " seen = seen + 1, agree = agree + excluded.agree",
+            (project_id, version, int(agree)),
+        )
+        row = await self.tx.one(
+            "SELECT seen, agree FROM checker_stats WHERE project_id = ? AND model_version = ?",
+            (project_id, version),
+        )
+        assert row is not None
+        return int(row["seen"]), int(row["agree"])
+
+    async def observe_result(self, project_id: int, version: str, agree: bool) -> None:
+        await self.tx.run(
+            "INSERT INTO checker_stats(project_id, model_version, result_seen,"
+            " result_agree) VALUES (?, ?, 1, ?) ON CONFLICT(project_id,"
+            " model_version) DO UPDATE SET result_seen = result_seen + 1,"
+            " result_agree = result_agree + excluded.result_agree",
+            (project_id, version, int(agree)),
+        )
+
+    async def of_project(self, project_id: int) -> list[RowLike]:
+        return list(
+            await self.tx.all(
+                "SELECT * FROM checker_stats WHERE project_id = ? ORDER BY model_version",
+                (project_id,),
+            )
+        )
+
+
+class LedgerRepo(_Repo):
+    async def lock_chain(self) -> None:
+        """Serialise appends to the chain until the transaction ends.
+
+        SQLite's BEGIN IMMEDIATE already admits one writer at a time: nothing to do."""
+
+    async def has_ref(self, ref: str) -> bool:
+        return bool(await self.tx.value("SELECT 1 FROM ledger WHERE ref = ?", (ref,)))
+
+    async def last(self) -> tuple[int, str] | None:
+        """(seq, hash) of the newest entry."""
+        last = await self.tx.one("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+        return None if last is None else (int(last["seq"]), str(last["hash"]))
+
+    async def insert(self, e: LedgerEntry) -> None:
+        """Write the entry and move the user's balance by its amount."""
+        await self.tx.run(
+            "INSERT INTO ledger(seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (e.seq, e.ts, e.user_id, e.kind, e.amount, e.ref, e.memo, e.prev_hash, e.hash),
+        )
+        await self.tx.run(
+            "UPDATE users SET balance = balance + ? WHERE id = ?", (e.amount, e.user_id)
+        )
+
+    async def chain(self) -> AsyncIterator[RowLike]:
+        """Every entry in sequence order, streamed."""
+        async with cast("Tx", self.tx).conn.execute(
+            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash"
+            " FROM ledger ORDER BY seq"
+        ) as cur:
+            async for row in cur:
+                yield row
+
+    async def project_spend(self, project_id: int) -> int:
+        spend = await self.tx.value(
+            "SELECT COALESCE(SUM(l.amount), 0) FROM ledger l"
+            " WHERE l.ref LIKE 'credit:p' || ? || ':%' OR l.ref LIKE 'reverse:p' || ? || ':%'",
+            (project_id, project_id),
+        )
+        return int(spend or 0)
+
+    async def earned(self, user_id: int) -> int:
+        earned = await self.tx.value(
+            "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE user_id = ?"
+            " AND kind IN ('credit', 'bonus', 'correction', 'penalty')",
+            (user_id,),
+        )
+        return int(earned or 0)
+
+    async def entries(self, user_id: int | None, limit: int) -> list[LedgerEntry]:
+        if user_id is None:
+            rows = await self.tx.all("SELECT * FROM ledger ORDER BY seq DESC LIMIT ?", (limit,))
+        else:
+            rows = await self.tx.all(
+                "SELECT * FROM ledger WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
+                (user_id, limit),
+            )
+        return [LedgerEntry.from_row(r) for r in rows]
+
+
+class FlagRepo(_Repo):
+    async def insert(
+        self,
+        kind: str,
+        user_id: int | None,
+        answer_id: int | None,
+        project_id: int | None,
+        evidence: Mapping[str, Any],
+        now: float,
+    ) -> int | None:
+        """The new flag's id; None when the same flag is already open."""
+        fid = await self.tx.run(
+            "INSERT INTO flags(kind, user_id, answer_id, project_id, evidence, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (kind, user_id, answer_id, project_id, json.dumps(evidence), now),
+        )
+        changed = await self.tx.value("SELECT changes()")
+        return fid if fid and changed else None
+
+    async def open(self, limit: int) -> list[Flag]:
+        rows = await self.tx.all(
+            "SELECT * FROM flags WHERE state = 'open' ORDER BY id LIMIT ?", (limit,)
+        )
+        return [Flag.from_row(r) for r in rows]
+
+    async def resolve_answer(
+        self, answer_id: int, resolution: str, kind: str | None = None
+    ) -> None:
+        """Resolve the open flags on an answer (of one kind, or all)."""
+        if kind is None:
+            await self.tx.run(
+                "UPDATE flags SET state = 'resolved', resolution = ?"
+                " WHERE answer_id = ? AND state = 'open'",
+                (resolution, answer_id),
+            )
+        else:
+            await self.tx.run(
+                "UPDATE flags SET state = 'resolved', resolution = ?"
+                " WHERE answer_id = ? AND kind = ? AND state = 'open'",
+                (resolution, answer_id, kind),
+            )
+
+    async def resolve_user(self, user_id: int, resolution: str) -> None:
+        """Resolve the open flags on an account (not those on one of its answers)."""
+        await self.tx.run(
+            "UPDATE flags SET state = 'resolved', resolution = ?"
+            " WHERE user_id = ? AND state = 'open' AND answer_id IS NULL",
+            (resolution, user_id),
+        )
+
+    async def resolve(self, flag_id: int, resolution: str) -> None:
+        await self.tx.run(
+            "UPDATE flags SET state = 'resolved', resolution = ? WHERE id = ?",
+            (resolution, flag_id),
+        )
+
+
+class PayoutRepo(_Repo):
+    async def pending_sum(self, user_id: int) -> int:
+        pending = await self.tx.value(
+            "SELECT COALESCE(SUM(amount), 0) FROM payouts"
+            " WHERE user_id = ? AND state = 'requested'",
+            (user_id,),
+        )
+        return int(pending or 0)
+
+    async def create(self, user_id: int, amount: int, now: float) -> int:
+        return await self.tx.run(
+            "INSERT INTO payouts(user_id, amount, created_at) VALUES (?, ?, ?)",
+            (user_id, amount, now),
+        )
+
+    async def pending(self) -> list[dict[str, Any]]:
+        rows = await self.tx.all(
+            "SELECT p.id, p.user_id, p.amount, u.pseudonym FROM payouts p"
+            " JOIN users u ON u.id = p.user_id WHERE p.state = 'requested' ORDER BY p.id"
+        )
+        return [dict(r) for r in rows]
+
+    async def requested(self, payout_id: int) -> tuple[int, int] | None:
+        """(user_id, amount) of a payout still waiting for a decision."""
+        row = await self.tx.one(
+            "SELECT * FROM payouts WHERE id = ? AND state = 'requested'", (payout_id,)
+        )
+        return None if row is None else (int(row["user_id"]), int(row["amount"]))
+
+    async def decide(self, payout_id: int, state: str, actor_id: int) -> None:
+        await self.tx.run(
+            "UPDATE payouts SET state = ?, decided_by = ? WHERE id = ?",
+            (state, actor_id, payout_id),
+        )
+
+
+class TokenRepo(_Repo):
+    async def create(self, user_id: int, action: str, payload: str, now: float) -> int:
+        return await self.tx.run(
+            "INSERT INTO tokens(user_id, action, payload, created_at) VALUES (?, ?, ?, ?)",
+            (user_id, action, payload, now),
+        )
+
+    async def get(self, token_id: int, user_id: int) -> tuple[str, str] | None:
+        row = await self.tx.one(
+            "SELECT action, payload FROM tokens WHERE id = ? AND user_id = ?",
+            (token_id, user_id),
+        )
+        return None if row is None else (row["action"], row["payload"])
+
+    async def first_delivery(self, platform: str, update_id: str, now: float) -> bool:
+        """Record a delivered update; True the first time, False on a redelivery."""
+        n = await self.tx.run(
+            "INSERT OR IGNORE INTO processed_updates(platform, update_id, created_at)"
+            " VALUES (?, ?, ?)",
+            (platform, update_id, now),
+        )
+        changed = await self.tx.value("SELECT changes()")
+        return bool(n and changed)
+
+
+class LinkRepo(_Repo):
+    async def create(self, code: str, user_id: int, platform: str, expires_at: float) -> None:
+        await self.tx.run(
+            "INSERT INTO link_codes(code, user_id, platform, expires_at) VALUES (?, ?, ?, ?)",
+            (code, user_id, platform, expires_at),
+        )
+
+    async def get(self, code: str) -> tuple[int, float, bool] | None:
+        """(user_id, expires_at, used) of a link code."""
+        row = await self.tx.one("SELECT * FROM link_codes WHERE code = ?", (code,))
+        if row is None:
+            return None
+        return int(row["user_id"]), float(row["expires_at"]), bool(row["used"])
+
+    async def use(self, code: str) -> None:
+        await self.tx.run("UPDATE link_codes SET used = 1 WHERE code = ?", (code,))
+
+
+async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
+    """The store's invariants, counted (for the demo, the benchmarks and the tests)."""
+    duplicates = await tx.value(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
+        " HAVING COUNT(*) > 1)"
+    )
+    over = await tx.value(
+        "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
+        " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target)"
+    )
+    miscounted = await tx.value(
+        "SELECT COUNT(*) FROM items i WHERE i.is_gold = 0"
+        " AND i.answered != (SELECT COUNT(*) FROM answers a"
+        "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review'))"
+    )
+    counts = await tx.one(
+        "SELECT COUNT(*) AS n, SUM(state = 'answered') AS answered,"
+        " SUM(state = 'issued') AS issued FROM assignments"
+    )
+    assert counts is not None
+    answers = await tx.value(
+        "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
+    )
+    routed = await tx.value(
+        "SELECT AVG(EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
+        " AND l.lang = i.lang AND l.trusted = 1))"
+        " FROM assignments a JOIN items i ON i.id = a.item_id"
+    )
+    credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
+    duplicate_credits = await tx.value(
+        "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
+        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS INTEGER)"
+        " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
+        " GROUP BY a.assignment_id HAVING COUNT(*) > 1)"
+    )
+    blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
+    flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
+    statuses: dict[str, int] = {}
+    versions: tuple[str, ...] = ()
+    if project_id is not None:
+        rows = await tx.all(
+            "SELECT status, model_version, COUNT(*) AS n FROM answers WHERE project_id = ?"
+            " GROUP BY status, model_version",
+            (project_id,),
+        )
+        for r in rows:
+            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + int(r["n"])
+        versions = tuple(sorted({str(r["model_version"]) for r in rows}))
+    return Diagnostics(
+        duplicate_assignments=int(duplicates or 0),
+        over_assigned_items=int(over or 0),
+        miscounted_items=int(miscounted or 0),
+        assignments=int(counts["n"] or 0),
+        answered_assignments=int(counts["answered"] or 0),
+        issued_assignments=int(counts["issued"] or 0),
+        answers=int(answers or 0),
+        routed_in_worker_language=round(float(routed or 0.0), 4),
+        credits=int(credits or 0),
+        duplicate_credits=int(duplicate_credits or 0),
+        blocked_users=int(blocked or 0),
+        flags_by_kind={str(r["kind"]): int(r["n"]) for r in flags},
+        answer_statuses=statuses,
+        checker_versions=versions,
+    )
