@@ -25,6 +25,7 @@ def item_posterior(
     *,
     extra: Sequence[Sequence[float]] | FloatArray | None = None,
     hardness: float = 0.0,
+    correlation: float = 0.0,
 ) -> FloatArray:
     """Posterior over the classes of one item under the one-coin worker model.
 
@@ -41,6 +42,12 @@ def item_posterior(
     (default) this is the plain one-coin posterior. The adaptive-overlap
     stopping rule uses it so hard items are not closed early
     (``bench/adaptive.py``).
+
+    ``correlation`` is the crowd's intra-item correlation of errors ``rho``
+    (:func:`error_correlation`): ``n`` answers that err together on hard items
+    carry the evidence of ``n / (1 + (n - 1) * rho)`` independent ones (the
+    design effect), so the summed log-likelihood is scaled by that factor.
+    It is ``0`` for independent workers and grows where errors cluster.
 
     ``labels_of_item[j]`` was given by a worker whose accuracy is
     ``worker_accuracies[j]``; a wrong answer is spread evenly over the other
@@ -70,6 +77,8 @@ def item_posterior(
         counts = np.bincount(labs, minlength=n_classes)
         dissent = labs.size - int(counts.max())
         loglik = loglik / (1.0 + hardness * dissent)
+    if correlation > 0 and labs.size > 1:
+        loglik = loglik / (1.0 + (labs.size - 1) * min(correlation, 1.0))
     logp = log_prior + loglik
     if extra is not None:
         ex = np.asarray(extra, dtype=np.float64).reshape(-1, n_classes)
@@ -79,3 +88,31 @@ def item_posterior(
             logp = logp + np.log(ex).sum(axis=0)
     out: FloatArray = _softmax_rows(logp[None, :])[0][0]
     return out
+
+
+def error_correlation(
+    items: IntArray, correct: FloatArray, accuracy: FloatArray, n_items: int
+) -> float:
+    """Intra-item correlation of answer errors, estimated without gold.
+
+    ``correct[j]`` is the (model-estimated) probability that answer ``j`` is
+    right, e.g. the posterior of its label under a Dawid-Skene fit, and
+    ``accuracy[j]`` the expected accuracy of its worker. If workers erred
+    independently, an item's number of right answers would have variance
+    ``sum_j a_j (1 - a_j)``; the excess of the observed spread of
+    ``sum_j (correct_j - a_j)`` over that, relative to the
+    ``sum_{j != j'}`` cross terms, is the correlation ``rho`` (the usual
+    intra-class correlation of a clustered binomial), clipped to ``[0, 1]``.
+    """
+    n = np.bincount(items, minlength=n_items).astype(np.float64)
+    resid = np.bincount(items, weights=correct - accuracy, minlength=n_items)
+    var = np.bincount(items, weights=accuracy * (1.0 - accuracy), minlength=n_items)
+    sd = np.bincount(items, weights=np.sqrt(accuracy * (1.0 - accuracy)), minlength=n_items)
+    keep = n > 1
+    if not keep.any():
+        return 0.0
+    cross = float((sd[keep] ** 2 - var[keep]).sum())
+    if cross <= 0:
+        return 0.0
+    excess = float((resid[keep] ** 2 - var[keep]).sum())
+    return float(min(max(excess / cross, 0.0), 1.0))
