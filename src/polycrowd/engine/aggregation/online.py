@@ -116,3 +116,120 @@ def error_correlation(
         return 0.0
     excess = float((resid[keep] ** 2 - var[keep]).sum())
     return float(min(max(excess / cross, 0.0), 1.0))
+
+
+def _future_counts(
+    remaining: int, accuracy: float, correlation: float, right: int, wrong: int
+) -> FloatArray:
+    """P(m of ``remaining`` future answers are right) given ``right``/``wrong`` answers so far.
+
+    The item's accuracy is Beta-distributed around the crowd's ``accuracy``
+    with intra-item correlation ``correlation`` (``alpha + beta = 1 / rho - 1``)
+    and updated by the answers so far under the assumed truth, so on an item
+    where many answers already dissent the future ones are expected to dissent
+    more too (a hard item). ``rho = 0`` gives the binomial.
+    """
+    m = np.arange(remaining + 1, dtype=np.float64)
+    log_choose = np.array(
+        [
+            math.lgamma(remaining + 1) - math.lgamma(k + 1) - math.lgamma(remaining - k + 1)
+            for k in range(remaining + 1)
+        ]
+    )
+    a = min(max(accuracy, 1e-6), 1.0 - 1e-6)
+    if correlation <= 0:
+        logp = log_choose + m * math.log(a) + (remaining - m) * math.log(1.0 - a)
+    else:
+        s = 1.0 / min(correlation, 0.999) - 1.0
+        alpha, beta = a * s + right, (1.0 - a) * s + wrong
+        lb = np.array(
+            [
+                math.lgamma(alpha + k) + math.lgamma(beta + remaining - k)
+                for k in range(remaining + 1)
+            ]
+        )
+        logp = log_choose + lb - math.lgamma(alpha + beta + remaining)
+        logp -= math.lgamma(alpha) + math.lgamma(beta) - math.lgamma(alpha + beta)
+    p = np.exp(logp - logp.max())
+    out: FloatArray = p / p.sum()
+    return out
+
+
+def flip_probability(
+    labels_of_item: Sequence[int] | IntArray,
+    worker_accuracies: Sequence[float] | FloatArray,
+    n_classes: int,
+    prior: Sequence[float] | FloatArray | None = None,
+    *,
+    remaining: int,
+    crowd_accuracy: float,
+    correlation: float = 0.0,
+) -> float:
+    """Probability that ``remaining`` more answers would change the item's leading label.
+
+    The stopping rule of adaptive overlap asks "would the answers we could
+    still collect change our mind?" rather than "is the posterior above a fixed
+    bar?". With the current posterior of :func:`item_posterior` (correlation
+    discount included) over the leader ``L`` and the runner-up ``R``, the
+    future answers come from workers of the crowd's mean accuracy
+    ``crowd_accuracy`` whose errors on this item are correlated with
+    ``correlation`` (:func:`_future_counts`: a Beta-binomial updated by the
+    item's own answers, so a contested item is a hard one). The label flips
+    when the final evidence for ``R`` reaches that for ``L``. Items with few
+    answers left (product, 3 answers per item) are decided early; items that
+    could still get many answers (bluebirds, 39) stay open until even many
+    more of them could not overturn the lead, and more so where errors cluster.
+    ``remaining <= 0`` gives 0.
+    """
+    labs = np.asarray(labels_of_item, dtype=np.int64).reshape(-1)
+    if remaining <= 0 or n_classes < 2:
+        return 0.0
+    acc = np.asarray(worker_accuracies, dtype=np.float64).reshape(-1)
+    post = item_posterior(labs, acc, n_classes, prior, correlation=correlation)
+    order = np.argsort(-post, kind="stable")
+    lead, runner = int(order[0]), int(order[1])
+    if prior is None:
+        log_prior = np.full(n_classes, -math.log(n_classes))
+    else:
+        p = np.asarray(prior, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            log_prior = np.log(np.maximum(p / p.sum(), 1e-300))
+    right, wrong = _one_coin_log_odds(acc, n_classes)
+    evidence = np.bincount(labs, weights=right - wrong, minlength=n_classes)
+    n, k1 = labs.size, max(n_classes - 1, 1)
+    a = min(max(crowd_accuracy, 1.0 / n_classes + 1e-6), 1.0 - 1e-6)
+    w = math.log(a * k1 / (1.0 - a))
+    scale = 1.0 / (1.0 + (n + remaining - 1) * max(min(correlation, 1.0), 0.0))
+    base = log_prior[lead] - log_prior[runner] + scale * (evidence[lead] - evidence[runner])
+    counts = np.bincount(labs, minlength=n_classes)
+    total = float(post[lead] + post[runner])
+    flip = 0.0
+    for truth in (lead, runner):
+        weight = float(post[truth]) / total if total > 0 else 0.5
+        right_now = int(counts[truth])
+        pm = _future_counts(remaining, a, correlation, right_now, n - right_now)
+        for m, pmi in enumerate(pm.tolist()):
+            if pmi < 1e-12:
+                continue
+            # the remaining - m wrong answers go to the other label with 1 / (K - 1)
+            wrong_n = remaining - m
+            x = np.arange(wrong_n + 1)
+            diff = (m - x) if truth == lead else (x - m)  # votes for lead minus runner-up
+            final = base + scale * w * diff
+            flip += weight * pmi * float(_binom(wrong_n, 1.0 / k1)[final <= 0].sum())
+    return min(max(flip, 0.0), 1.0)
+
+
+def _binom(n: int, q: float) -> FloatArray:
+    """Binomial(n, q) pmf."""
+    if q >= 1.0:
+        out = np.zeros(n + 1)
+        out[n] = 1.0
+        return out
+    k = np.arange(n + 1, dtype=np.float64)
+    logc = np.array(
+        [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(n + 1)]
+    )
+    logp = logc + k * math.log(max(q, 1e-300)) + (n - k) * math.log(max(1.0 - q, 1e-300))
+    res: FloatArray = np.exp(logp)
+    return res
