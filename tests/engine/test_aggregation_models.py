@@ -18,7 +18,7 @@ from polycrowd.engine.aggregation import (
     make_aggregator,
 )
 from polycrowd.engine.aggregation.auto import MIN_WEIGHT, stack_weights
-from polycrowd.engine.aggregation.online import error_correlation
+from polycrowd.engine.aggregation.online import error_correlation, flip_probability
 from polycrowd.engine.aggregation.simulate import SHAPES, Shape, simulate
 from polycrowd.engine.aggregation.tsv import expected_calibration_error
 
@@ -214,3 +214,30 @@ def test_auto_stacks_members_into_one_posterior() -> None:
     few = Auto().fit(sparse.items[:300], sparse.workers[:300], sparse.labels[:300], n_labels=4)
     assert 300 / (int(sparse.workers[:300].max()) + 1) < 5
     assert few.chosen_ == "mace" and few.weights_ == {"mace": 1.0}
+
+
+def test_flip_probability_asks_whether_the_rest_could_change_the_label() -> None:
+    skew = [0.88, 0.12]
+    # nothing left to ask: decided
+    assert flip_probability([0, 1], [0.8, 0.8], 2, skew, remaining=0, crowd_accuracy=0.8) == 0
+    # a 1-1 split that the class skew decides whatever one more average answer says
+    assert flip_probability([0, 1], [0.8, 0.8], 2, skew, remaining=1, crowd_accuracy=0.8) == 0
+    # without the skew the same split is a coin toss
+    even = flip_probability([0, 1], [0.8, 0.8], 2, None, remaining=1, crowd_accuracy=0.8)
+    assert even == pytest.approx(0.5)
+    # more answers to come, more chance to overturn a lead; correlated errors add to it
+    lead = ([0, 0, 0, 1, 1], [0.7] * 5, 2)
+    few = flip_probability(*lead, remaining=2, crowd_accuracy=0.7)
+    many = flip_probability(*lead, remaining=30, crowd_accuracy=0.7)
+    hard = flip_probability(*lead, remaining=30, crowd_accuracy=0.7, correlation=0.1)
+    assert 0 < few < many < hard < 0.5
+    # a crowd with some very reliable workers can overturn what average ones cannot
+    strong = [0.55] * 8 + [0.99] * 2
+    args = ([0, 1], [0.8, 0.8], 2, skew)
+    sampled = flip_probability(*args, remaining=1, crowd_accuracy=0.64, crowd=strong)
+    assert sampled > 0.02
+    assert sampled == flip_probability(*args, remaining=1, crowd_accuracy=0.64, crowd=strong)
+    # three classes: the wrong future answers spread over the other two labels
+    three = flip_probability([0, 0, 1], [0.7] * 3, 3, None, remaining=3, crowd_accuracy=0.7)
+    two = flip_probability([0, 0, 1], [0.7] * 3, 2, None, remaining=3, crowd_accuracy=0.7)
+    assert 0 < three < two

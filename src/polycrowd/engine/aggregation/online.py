@@ -164,6 +164,8 @@ def flip_probability(
     remaining: int,
     crowd_accuracy: float,
     correlation: float = 0.0,
+    crowd: Sequence[float] | FloatArray | None = None,
+    samples: int = 2000,
 ) -> float:
     """Probability that ``remaining`` more answers would change the item's leading label.
 
@@ -180,6 +182,15 @@ def flip_probability(
     could still get many answers (bluebirds, 39) stay open until even many
     more of them could not overturn the lead, and more so where errors cluster.
     ``remaining <= 0`` gives 0.
+
+    ``crowd`` (the accuracies of the workers who may answer, one entry per
+    expected answer, e.g. every worker's accuracy repeated by their share of
+    the work) replaces the average worker by workers drawn from the crowd:
+    the flip is then estimated from ``samples`` simulated futures (seeded, so
+    the result is reproducible), each answer weighted by its worker's log
+    odds as in the posterior, so that one reliable worker can still overturn
+    a lead built by weak ones. The item's Beta-distributed accuracy shifts
+    every future worker's log-odds of being right by the same amount.
     """
     labs = np.asarray(labels_of_item, dtype=np.int64).reshape(-1)
     if remaining <= 0 or n_classes < 2:
@@ -203,6 +214,23 @@ def flip_probability(
     base = log_prior[lead] - log_prior[runner] + scale * (evidence[lead] - evidence[runner])
     counts = np.bincount(labs, minlength=n_classes)
     total = float(post[lead] + post[runner])
+    share_lead = float(post[lead]) / total if total > 0 else 0.5
+    if crowd is not None and len(crowd) > 0:
+        pool = np.clip(np.asarray(crowd, dtype=np.float64).reshape(-1), 1e-3, 1.0 - 1e-3)
+        return _flip_sampled(
+            base,
+            scale,
+            share_lead,
+            counts[lead],
+            counts[runner],
+            n,
+            remaining,
+            pool,
+            a,
+            correlation,
+            n_classes,
+            samples,
+        )
     flip = 0.0
     for truth in (lead, runner):
         weight = float(post[truth]) / total if total > 0 else 0.5
@@ -233,3 +261,44 @@ def _binom(n: int, q: float) -> FloatArray:
     logp = logc + k * math.log(max(q, 1e-300)) + (n - k) * math.log(max(1.0 - q, 1e-300))
     res: FloatArray = np.exp(logp)
     return res
+
+
+def _flip_sampled(
+    base: float,
+    scale: float,
+    share_lead: float,
+    right_lead: int,
+    right_runner: int,
+    n: int,
+    remaining: int,
+    pool: FloatArray,
+    mean_accuracy: float,
+    correlation: float,
+    n_classes: int,
+    samples: int,
+) -> float:
+    """Monte Carlo flip probability with future workers drawn from ``pool``."""
+    rng = np.random.default_rng(0)
+    s = max(samples, 1)
+    k1 = max(n_classes - 1, 1)
+    truth_lead = rng.random(s) < share_lead
+    acc = pool[rng.integers(0, pool.size, (s, remaining))]
+    if correlation > 0:
+        conc = 1.0 / min(correlation, 0.999) - 1.0
+        right_now = np.where(truth_lead, right_lead, right_runner).astype(np.float64)
+        u = rng.beta(mean_accuracy * conc + right_now, (1 - mean_accuracy) * conc + n - right_now)
+        u = np.clip(u, 1e-3, 1.0 - 1e-3)
+        shift = np.log(u / (1 - u)) - math.log(mean_accuracy / (1 - mean_accuracy))
+        logit = np.log(acc / (1 - acc)) + shift[:, None]
+        acc_item = 1.0 / (1.0 + np.exp(-logit))
+    else:
+        acc_item = acc
+    right = rng.random((s, remaining)) < acc_item
+    to_other = rng.random((s, remaining)) < 1.0 / k1
+    vote_truth = right
+    vote_other = ~right & to_other
+    sign = np.where(truth_lead, 1.0, -1.0)[:, None]
+    w = np.log(acc * k1 / (1.0 - acc))
+    swing = (w * (vote_truth.astype(np.float64) - vote_other) * sign).sum(axis=1)
+    final = base + scale * swing
+    return float(np.mean(final <= 0))
