@@ -23,6 +23,7 @@ import numpy as np
 
 from polycrowd.engine import ledger, matching, quality
 from polycrowd.engine.aggregation import encode, item_posterior, krippendorff_alpha
+from polycrowd.engine.aggregation.online import flip_probability
 from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict
 from polycrowd.engine.io import (
     InputError,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 GOLD_TARGET = 1_000_000_000  # honeypots stay open: every worker may meet each one once
 LINK_TTL = 600.0
+LAST_ANSWER_FLIP = 0.01  # close an item if its last possible answer would flip it less often
 
 
 class EngineError(Exception):
@@ -902,6 +904,8 @@ class Engine:
         done = answered >= project.overlap_max or (
             answered >= project.overlap and confidence >= project.confidence_target
         )
+        if not done and project.overlap <= answered == project.overlap_max - 1:
+            done = _last_answer_moot(project, rows)  # it could not change the label
         new_target = target
         if not done and answered >= target:
             new_target = min(project.overlap_max, target + 1)
@@ -1670,6 +1674,22 @@ def _in_mode(project: Project, verdict: Verdict) -> Verdict:
 
 def _same_answer(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
+
+
+def _last_answer_moot(project: Project, rows: Sequence[RowLike]) -> bool:
+    """True if one more answer, from a worker as reliable as this item's, could not
+    change the leading label (``flip_probability`` under 1 %; bench/adaptive.py)."""
+    if project.task_type not in (TaskType.CHOICE, TaskType.IMAGE) or not project.labels:
+        return False
+    index = {lab: k for k, lab in enumerate(project.labels)}
+    kept = [r for r in rows if str(r["payload"]) in index]
+    if not kept:
+        return False
+    skills = [float(r["skill"]) for r in kept]
+    votes = [index[str(r["payload"])] for r in kept]
+    mean = sum(skills) / len(skills)
+    flip = flip_probability(votes, skills, len(project.labels), remaining=1, crowd_accuracy=mean)
+    return flip < LAST_ANSWER_FLIP
 
 
 def _estimate(project: Project, rows: Sequence[RowLike]) -> tuple[str, float, float]:
