@@ -241,3 +241,13 @@ def test_flip_probability_asks_whether_the_rest_could_change_the_label() -> None
     three = flip_probability([0, 0, 1], [0.7] * 3, 3, None, remaining=3, crowd_accuracy=0.7)
     two = flip_probability([0, 0, 1], [0.7] * 3, 2, None, remaining=3, crowd_accuracy=0.7)
     assert 0 < three < two
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.1])
+def test_sampled_flip_matches_the_exact_one_for_a_uniform_crowd(correlation: float) -> None:
+    lead = ([0, 0, 0, 1, 1], [0.7] * 5, 2)
+    exact = flip_probability(*lead, remaining=30, crowd_accuracy=0.7, correlation=correlation)
+    sampled = flip_probability(
+        *lead, remaining=30, crowd_accuracy=0.7, correlation=correlation, crowd=[0.7] * 10
+    )
+    assert sampled == pytest.approx(exact, abs=0.03)
