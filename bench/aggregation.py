@@ -219,9 +219,11 @@ def verdict(results: dict[str, dict[str, dict[str, float | None]]]) -> None:
         ok = (ours[best_ours] or 0.0) >= known[best_theirs]
         ds_s, ck_s = res["ds"]["seconds"], res["crowdkit_ds"]["seconds"]
         speed = f"ds {ds_s:.3f} s vs crowdkit_ds {ck_s:.3f} s" if ck_s is not None else ""
+        auto = res["auto"]["accuracy"] or 0.0
         log(
             f"{name}: our best {best_ours} {ours[best_ours]:.4f} vs {best_theirs} "
-            f"{known[best_theirs]:.4f} -> {'OK' if ok else 'BEHIND'}; {speed}"
+            f"{known[best_theirs]:.4f} -> {'OK' if ok else 'BEHIND'}; auto {auto:.4f} "
+            f"({auto - known[best_theirs]:+.4f}); {speed}"
         )
 
 
