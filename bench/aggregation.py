@@ -45,8 +45,14 @@ import numpy as np
 from _data import DATA, DATASETS, ROOT, Dataset, best_of, load, log
 
 from polycrowd.engine.aggregation import METHODS, Auto, DawidSkene, make_aggregator
-from polycrowd.engine.aggregation._base import _Answers
-from polycrowd.engine.aggregation.auto import CANDIDATES, heldout_scores, pick
+from polycrowd.engine.aggregation._base import _Answers, _argmax_ties
+from polycrowd.engine.aggregation.auto import (
+    CANDIDATES,
+    MIN_WEIGHT,
+    heldout_predictions,
+    pick,
+    stack_weights,
+)
 from polycrowd.engine.aggregation.simulate import SHAPES, simulate
 from polycrowd.engine.aggregation.tsv import expected_calibration_error
 
@@ -213,9 +219,11 @@ def verdict(results: dict[str, dict[str, dict[str, float | None]]]) -> None:
         ok = (ours[best_ours] or 0.0) >= known[best_theirs]
         ds_s, ck_s = res["ds"]["seconds"], res["crowdkit_ds"]["seconds"]
         speed = f"ds {ds_s:.3f} s vs crowdkit_ds {ck_s:.3f} s" if ck_s is not None else ""
+        auto = res["auto"]["accuracy"] or 0.0
         log(
             f"{name}: our best {best_ours} {ours[best_ours]:.4f} vs {best_theirs} "
-            f"{known[best_theirs]:.4f} -> {'OK' if ok else 'BEHIND'}; {speed}"
+            f"{known[best_theirs]:.4f} -> {'OK' if ok else 'BEHIND'}; auto {auto:.4f} "
+            f"({auto - known[best_theirs]:+.4f}); {speed}"
         )
 
 
@@ -289,14 +297,17 @@ def subsample_study(datasets: list[Dataset], seeds: int) -> dict[str, object]:
 def _auto_rows(
     items: np.ndarray, workers: np.ndarray, labels: np.ndarray, truth: np.ndarray, k: int
 ) -> dict[str, float]:
-    """Accuracy of every method, of held-out selection with and without mv, and the pick."""
+    """Accuracy of every method, of held-out selection rules, of stacking, and of ``Auto``."""
     row: dict[str, float] = {}
     shape = {"n_items": int(truth.size), "n_workers": int(workers.max()) + 1, "n_labels": k}
+    posts: dict[str, np.ndarray] = {}
     for method in METHODS:
         model = make_aggregator(method).fit(items, workers, labels, **shape)
         row[method] = float(np.mean(model.labels_ == truth))
+        posts[method] = model.posteriors_
     d = _Answers.build(items, workers, labels, shape["n_items"], shape["n_workers"], k)
-    scores, _ = heldout_scores(d, (*CANDIDATES, "mv"), 5, 0)
+    held = heldout_predictions(d, (*CANDIDATES, "mv"), 5, 0)
+    scores = held.scores()
     for margin in MARGINS:
         row[f"auto_m{margin}"] = row[pick(scores, CANDIDATES, margin)]
         row[f"auto_with_mv_m{margin}"] = row[pick(scores, (*CANDIDATES, "mv"), margin)]
@@ -304,8 +315,18 @@ def _auto_rows(
     for t in PER_WORKER:
         rule = pick(scores, CANDIDATES, 0.01) if per_worker >= t else "mace"
         row[f"auto_pw{t}"] = row[rule]
+    previous = pick(scores, CANDIDATES, 0.005) if per_worker >= 5 else "mace"
+    row["previous_rule"] = row[previous]
+    keys = np.random.default_rng(0).random((shape["n_items"], k))
+    for name, members in (("stack", CANDIDATES), ("stack_with_mv", (*CANDIDATES, "mv"))):
+        cols = [held.candidates.index(c) for c in members]
+        w = stack_weights(held.proba[:, cols])
+        w = np.where(w >= MIN_WEIGHT, w, 0.0)
+        post = sum(wi * posts[c] for wi, c in zip(w / w.sum(), members, strict=True))
+        row[name] = float(np.mean(_argmax_ties(np.asarray(post), keys) == truth))
+    row["stack_pw5"] = row["stack"] if per_worker >= 5 else row["mace"]
     picked = Auto(calibrate=False).fit(items, workers, labels, **shape)
-    row["auto"] = row[picked.chosen_]
+    row["auto"] = float(np.mean(picked.labels_ == truth))
     return row
 
 
@@ -333,6 +354,10 @@ def auto_study(datasets: list[Dataset], seeds: int) -> dict[str, object]:
     rules = (
         *METHODS,
         "auto",
+        "previous_rule",
+        "stack",
+        "stack_with_mv",
+        "stack_pw5",
         *(f"auto_m{m}" for m in MARGINS),
         *(f"auto_with_mv_m{m}" for m in MARGINS),
         *(f"auto_pw{t}" for t in PER_WORKER),

@@ -17,6 +17,8 @@ from polycrowd.engine.aggregation import (
     item_posterior,
     make_aggregator,
 )
+from polycrowd.engine.aggregation.auto import MIN_WEIGHT, stack_weights
+from polycrowd.engine.aggregation.online import error_correlation, flip_probability
 from polycrowd.engine.aggregation.simulate import SHAPES, Shape, simulate
 from polycrowd.engine.aggregation.tsv import expected_calibration_error
 
@@ -157,3 +159,95 @@ def test_item_posterior_extra_voter_and_hardness() -> None:
     assert same == pytest.approx(item_posterior([0, 0], [0.8, 0.8], 2))
     with pytest.raises(ValueError, match="non-negative"):
         item_posterior([0], [0.8], 2, extra=[[-1.0, 1.0]])
+
+
+def test_correlation_discounts_long_runs_not_single_answers() -> None:
+    one = item_posterior([0], [0.8], 2)
+    assert item_posterior([0], [0.8], 2, correlation=0.5) == pytest.approx(one)
+    plain = item_posterior([0] * 6, [0.7] * 6, 2)
+    discounted = item_posterior([0] * 6, [0.7] * 6, 2, correlation=0.2)
+    assert 0.5 < discounted[0] < plain[0]
+    # n answers at rho count as n / (1 + (n - 1) rho) independent ones
+    same = item_posterior([0] * 3, [0.7] * 3, 2)
+    assert item_posterior([0] * 6, [0.7] * 6, 2, correlation=1 / 5) == pytest.approx(same)
+
+
+def test_error_correlation_is_higher_where_errors_cluster() -> None:
+    rng = np.random.default_rng(0)
+    n_items, per = 400, 8
+    items = np.repeat(np.arange(n_items), per)
+    acc = np.full(items.size, 0.75)
+    independent = (rng.random(items.size) < 0.75).astype(float)
+    # hard items: everybody is right with 0.4, easy ones with 0.9 (same mean 0.75)
+    p_item = np.where(rng.random(n_items) < 0.3, 0.4, 0.9)[items]
+    clustered = (rng.random(items.size) < p_item).astype(float)
+    low = error_correlation(items, independent, acc, n_items)
+    high = error_correlation(items, clustered, acc, n_items)
+    assert low < 0.03
+    assert 0.1 < high < 0.3  # between-item variance 0.0525 / total 0.1875 = 0.28
+    assert error_correlation(np.arange(5), np.ones(5), np.full(5, 0.7), 5) == 0.0
+
+
+def test_stack_weights_follow_the_better_predictor() -> None:
+    rng = np.random.default_rng(1)
+    good = rng.uniform(0.6, 0.9, 500)
+    bad = good * rng.uniform(0.3, 0.9, 500)
+    w = stack_weights(np.stack([bad, good], axis=1))
+    assert w.sum() == pytest.approx(1.0) and w[1] > 0.95
+    # two models that predict differently well on different answers are mixed
+    a = np.where(np.arange(500) % 2 == 0, 0.9, 0.3)
+    b = np.where(np.arange(500) % 2 == 0, 0.3, 0.9)
+    assert stack_weights(np.stack([a, b], axis=1)) == pytest.approx([0.5, 0.5], abs=0.01)
+
+
+def test_auto_stacks_members_into_one_posterior() -> None:
+    c = simulate(SHAPES["confused_5"], 0)
+    model = Auto().fit(c.items, c.workers, c.labels, n_labels=c.n_classes)
+    assert sum(model.weights_.values()) == pytest.approx(1.0)
+    assert min(model.weights_.values()) >= MIN_WEIGHT
+    assert model.chosen_ == "stack" if len(model.weights_) > 1 else model.chosen_ in model.weights_
+    assert model.posteriors_.sum(axis=1) == pytest.approx(np.ones(c.n_items))
+    proba = model.answer_proba(c.items[:10], c.workers[:10])
+    assert proba.sum(axis=1) == pytest.approx(np.ones(10))
+    # gated: under 5 answers per worker it is MACE alone
+    sparse = simulate(SHAPES["sparse_skewed_4"], 0)
+    few = Auto().fit(sparse.items[:300], sparse.workers[:300], sparse.labels[:300], n_labels=4)
+    assert 300 / (int(sparse.workers[:300].max()) + 1) < 5
+    assert few.chosen_ == "mace" and few.weights_ == {"mace": 1.0}
+
+
+def test_flip_probability_asks_whether_the_rest_could_change_the_label() -> None:
+    skew = [0.88, 0.12]
+    # nothing left to ask: decided
+    assert flip_probability([0, 1], [0.8, 0.8], 2, skew, remaining=0, crowd_accuracy=0.8) == 0
+    # a 1-1 split that the class skew decides whatever one more average answer says
+    assert flip_probability([0, 1], [0.8, 0.8], 2, skew, remaining=1, crowd_accuracy=0.8) == 0
+    # without the skew the same split is a coin toss
+    even = flip_probability([0, 1], [0.8, 0.8], 2, None, remaining=1, crowd_accuracy=0.8)
+    assert even == pytest.approx(0.5)
+    # more answers to come, more chance to overturn a lead; correlated errors add to it
+    lead = ([0, 0, 0, 1, 1], [0.7] * 5, 2)
+    few = flip_probability(*lead, remaining=2, crowd_accuracy=0.7)
+    many = flip_probability(*lead, remaining=30, crowd_accuracy=0.7)
+    hard = flip_probability(*lead, remaining=30, crowd_accuracy=0.7, correlation=0.1)
+    assert 0 < few < many < hard < 0.5
+    # a crowd with some very reliable workers can overturn what average ones cannot
+    strong = [0.55] * 8 + [0.99] * 2
+    args = ([0, 1], [0.8, 0.8], 2, skew)
+    sampled = flip_probability(*args, remaining=1, crowd_accuracy=0.64, crowd=strong)
+    assert sampled > 0.02
+    assert sampled == flip_probability(*args, remaining=1, crowd_accuracy=0.64, crowd=strong)
+    # three classes: the wrong future answers spread over the other two labels
+    three = flip_probability([0, 0, 1], [0.7] * 3, 3, None, remaining=3, crowd_accuracy=0.7)
+    two = flip_probability([0, 0, 1], [0.7] * 3, 2, None, remaining=3, crowd_accuracy=0.7)
+    assert 0 < three < two
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.1])
+def test_sampled_flip_matches_the_exact_one_for_a_uniform_crowd(correlation: float) -> None:
+    lead = ([0, 0, 0, 1, 1], [0.7] * 5, 2)
+    exact = flip_probability(*lead, remaining=30, crowd_accuracy=0.7, correlation=correlation)
+    sampled = flip_probability(
+        *lead, remaining=30, crowd_accuracy=0.7, correlation=correlation, crowd=[0.7] * 10
+    )
+    assert sampled == pytest.approx(exact, abs=0.03)

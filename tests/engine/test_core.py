@@ -138,6 +138,25 @@ async def test_disagreement_widens_overlap_up_to_max(engine: Engine, clock: Fake
     assert (await engine.status(pid)).answers == 4
 
 
+async def test_the_last_answer_is_not_asked_when_it_could_not_change_the_label(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # 3 yes against 1 no: short of the 0.99 target, but a fifth answer cannot make "no" win
+    pid = await _project(engine, 1, overlap=2, overlap_max=5, confidence_target=0.99)
+    for n, label in enumerate(["yes", "no", "yes", "yes"]):
+        w = await _worker(engine, n)
+        task = await engine.next_task(w)
+        assert task is not None
+        clock.advance(5)
+        await engine.submit(w, task.assignment.id, label)
+    async with engine.db.read() as tx:
+        row = await tx.one("SELECT answered, confidence, state FROM items")
+    assert row is not None and (row["answered"], row["state"]) == (4, "done")
+    assert row["confidence"] < 0.99
+    assert await engine.next_task(await _worker(engine, 9)) is None
+    assert (await engine.status(pid)).answers == 4
+
+
 async def test_gold_mistakes_pause_the_worker(engine: Engine, clock: FakeClock) -> None:
     project = await engine.create_project(
         None, choice_spec(gold_ratio=0.9, qualification=10, min_skill=0.6)

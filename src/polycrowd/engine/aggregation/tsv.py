@@ -138,8 +138,9 @@ def aggregate_tsv(
     """Aggregate a TSV of answers; write ``item\tlabel\tconfidence`` and a per-worker TSV.
 
     ``method`` is one of :data:`METHODS` or ``"auto"`` (:class:`Auto`: the returned
-    ``"method"`` is the model it chose, ``"temperature"`` its gold-free
-    calibration). Output rows follow the items' first appearance in the input,
+    ``"method"`` is the model it chose, or ``"stack"`` for a mixture,
+    ``"weights"`` the weight of each model mixed, ``"temperature"`` its
+    gold-free calibration). Output rows follow the items' first appearance in the input,
     labels in the input's label space; ``confidence`` is the posterior of the
     label. The worker file (``workers_path``, default :func:`workers_path_for`)
     has ``worker\tanswers\taccuracy\tlow\thigh``: estimated accuracy and its 95 %
@@ -205,6 +206,7 @@ def aggregate_tsv(
     return {
         "method": chosen,
         "temperature": getattr(model, "temperature_", 1.0),
+        "weights": dict(getattr(model, "weights_", {method: 1.0})),
         "items": data.n_items,
         "accuracy": accuracy,
         "ece": ece,

@@ -7,9 +7,11 @@ estimate (closing it or widening its overlap), and closing a finished project.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from polycrowd.engine import ledger, quality
+from polycrowd.engine.aggregation.online import flip_probability
 from polycrowd.engine.checking import Decision, Verdict
 from polycrowd.engine.domain import (
     AnswerStatus,
@@ -26,9 +28,11 @@ from polycrowd.engine.services.context import EngineContext, load_user, raise_fl
 from polycrowd.engine.services.fraud import FraudService
 from polycrowd.engine.services.users import UsersService
 from polycrowd.engine.store.base import Transaction
-from polycrowd.engine.tasktypes import estimate, same_answer, spec_of
+from polycrowd.engine.tasktypes import Buttons, estimate, same_answer, spec_of
 from polycrowd.engine.types import Project, Task
 from polycrowd.i18n import N_
+
+LAST_ANSWER_FLIP = 0.01  # close an item if its last possible answer would flip it less often
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +240,9 @@ class ScoringService:
         done = answered >= project.overlap_max or (
             answered >= project.overlap and confidence >= project.confidence_target
         )
+        if not done and project.overlap <= answered == project.overlap_max - 1:
+            pairs = [(str(r["payload"]), float(r["skill"])) for r in rows]
+            done = last_answer_moot(project, pairs)  # it could not change the label
         new_target = target
         if not done and answered >= target:
             new_target = min(project.overlap_max, target + 1)
@@ -286,6 +293,22 @@ class ScoringService:
 
 def _answer_ids(task: Task, user_id: int) -> tuple[int, int, int, int]:
     return task.assignment.id, task.item.id, user_id, task.project.id
+
+
+def last_answer_moot(project: Project, rows: Sequence[tuple[str, float]]) -> bool:
+    """True if one more answer, from a worker as reliable as this item's, could not
+    change the leading label (``flip_probability`` under 1 %; bench/adaptive.py)."""
+    if spec_of(project.task_type).render.buttons is not Buttons.LABELS or not project.labels:
+        return False
+    index = {lab: k for k, lab in enumerate(project.labels)}
+    kept = [(index[payload], skill) for payload, skill in rows if payload in index]
+    if not kept:
+        return False
+    votes = [v for v, _ in kept]
+    skills = [s for _, s in kept]
+    mean = sum(skills) / len(skills)
+    flip = flip_probability(votes, skills, len(project.labels), remaining=1, crowd_accuracy=mean)
+    return flip < LAST_ANSWER_FLIP
 
 
 def is_model_version(version: str) -> bool:
