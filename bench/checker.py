@@ -61,6 +61,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,12 +72,19 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
 from polycrowd.engine.checking import CheckRequest, Decision, Verdict  # noqa: E402
+from polycrowd.engine.language import LanguageDetector  # noqa: E402
 from polycrowd.models.batcher import MicroBatcher  # noqa: E402
 from polycrowd.models.bert import BertChecker  # noqa: E402
+from polycrowd.models.calibration import (  # noqa: E402
+    THRESHOLDS_FILE,
+    calibrate,
+    store_thresholds,
+)
 from polycrowd.models.checker import CompositeChecker  # noqa: E402
 from polycrowd.models.rules import RulesChecker  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+LANGUAGES = ("en", "es", "fr", "pt", "ru", "zh", "ar", "hi", "id", "tr")
 
 # (source, [paraphrase, paraphrase], wrong-fact answer)
 ITEMS: list[tuple[str, list[str], str]] = [
@@ -583,6 +591,88 @@ def build_set(seed: int) -> list[tuple[CheckRequest, bool, str]]:
     return out
 
 
+LANGS_FILE = ROOT / "bench" / "data" / "checker_multilingual.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    request: CheckRequest
+    bad: bool
+    kind: str
+    lang: str  # the language the answer must be in
+    split: str  # "calibrate" or "report"
+
+
+def _truncated(text: str, i: int) -> str:
+    """The first two words (every other item) or the first third of the text."""
+    words = text.split()
+    if len(words) <= 2:  # a script written without spaces
+        cut = 4 if i % 4 < 2 else max(4, len(text) // 3)
+        return text[:cut]
+    return " ".join(words[: 2 if i % 4 < 2 else max(2, len(words) // 3)])
+
+
+def build_multilingual(path: Path, seed: int) -> list[Labelled]:
+    """The answers of the ten-language set (see the module docstring)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    langs: list[str] = data["languages"]
+    items: list[dict[str, list[str]]] = data["items"]
+    garbage: dict[str, list[str]] = data["garbage"]
+    wrappers: dict[str, list[str]] = data["boilerplate"]
+    rng = random.Random(seed)
+    out: list[Labelled] = []
+    n = len(items)
+    for i, item in enumerate(items):
+        split = "calibrate" if i % 2 == 0 else "report"
+        other = items[(i + 1 + rng.randrange(n - 1)) % n]
+
+        def add(
+            source: str,
+            source_lang: str,
+            lang: str,
+            answer: str,
+            bad: bool,
+            kind: str,
+            seconds: float | None = None,
+        ) -> None:
+            secs = human_seconds(source, answer, rng) if seconds is None else seconds
+            request = CheckRequest(1, "text", (), source, source_lang, answer, secs, lang)
+            out.append(Labelled(request, bad, kind, lang, split))  # noqa: B023
+
+        for li, lang in enumerate(langs):
+            s, p, w = item[lang]
+            junk = garbage[lang][i % len(garbage[lang])]
+            wrap = wrappers[lang][i % len(wrappers[lang])]
+            off1, off2, off3 = (langs[(li + 1 + (i + d) % 9) % 10] for d in (0, 4, 2))
+            # paraphrase task: item and answer in the same language
+            add(s, lang, lang, p, False, "good paraphrase")
+            add(s, lang, lang, w, True, "wrong fact")
+            add(s, lang, lang, other[lang][1], True, "off topic")
+            copy = [s, s.lower(), s.replace(",", "").replace(".", "")][i // 2 % 3]
+            add(s, lang, lang, copy, True, "copy of source")
+            add(s, lang, lang, _truncated(p, i), True, "truncated")
+            add(s, lang, lang, junk, True, "garbage")
+            add(s, lang, lang, wrap.format(p), True, "machine boilerplate")
+            add(s, lang, lang, item[off1][0], True, "wrong language")
+            add(s, lang, lang, p, True, "too fast", seconds=0.5)
+            # translation tasks into lang, from two other languages
+            for k, src_lang in enumerate((off1, off2)):
+                src = item[src_lang][0]
+                add(src, src_lang, lang, s, False, "good translation")
+                add(src, src_lang, lang, p, False, "good translation")
+                add(src, src_lang, lang, w, True, "wrong fact")
+                add(src, src_lang, lang, other[lang][0], True, "off topic")
+                if k:
+                    continue
+                add(src, src_lang, lang, src, True, "copy of source")
+                add(src, src_lang, lang, _truncated(s, i), True, "truncated")
+                add(src, src_lang, lang, junk, True, "garbage")
+                add(src, src_lang, lang, wrap.format(s), True, "machine boilerplate")
+                add(src, src_lang, lang, item[off3][0], True, "wrong language")
+                add(src, src_lang, lang, s, True, "too fast", seconds=0.5)
+    return out
+
+
 def crowd_error_rate(data: Path) -> float:
     """Share of worker labels that disagree with gold in the rte data set."""
     with (data / "rte" / "gold.tsv").open(encoding="utf-8") as f:
@@ -649,25 +739,108 @@ def scores(
     return weighted, recall, unweighted
 
 
+def rates(
+    verdicts: Sequence[Verdict], labelled: Sequence[Labelled], bad_rate: float
+) -> dict[str, float]:
+    """Precision (at bad_rate) and recall, caught = reject or review."""
+    flagged = {Decision.REJECT, Decision.REVIEW}
+    triples = [(lab.request, lab.bad, lab.kind) for lab in labelled]
+    precision, recall, _ = scores(verdicts, triples, bad_rate, flagged)
+    return {"precision": round(precision, 3), "recall": round(recall, 3)}
+
+
+def model_scores(
+    model: BertChecker, rules: RulesChecker, labelled: Sequence[Labelled]
+) -> tuple[list[float], list[float], list[Labelled]]:
+    """Model scores of the good and the bad answers that the rules accept (the only ones
+    the model decides), and those answers."""
+    judged = [
+        lab
+        for lab in labelled
+        if rules.check_safe(lab.request).decision is Decision.ACCEPT and model.applies(lab.request)
+    ]
+    verdicts = model.predict([lab.request for lab in judged])
+    good = [v.score for v, lab in zip(verdicts, judged, strict=True) if not lab.bad]
+    bad = [v.score for v, lab in zip(verdicts, judged, strict=True) if lab.bad]
+    return good, bad, judged
+
+
+def precision_agreement(model: BertChecker, requests: Sequence[CheckRequest]) -> str:
+    """How far the model's reduced precision is from fp32 on ``requests`` (one line)."""
+    if model.precision == "fp32":
+        return "fp32 only"
+    reduced = model.predict(requests)
+    chosen = model.precision
+    model.precision = "fp32"
+    try:
+        full = model.predict(requests)
+    finally:
+        model.precision = chosen
+    diff = max(abs(a.score - b.score) for a, b in zip(reduced, full, strict=True))
+    same = sum(a.decision is b.decision for a, b in zip(reduced, full, strict=True))
+    return (
+        f"{chosen} vs fp32 on {len(requests)} checks: max |score difference| {diff:.4f},"
+        f" same decision {same}/{len(requests)}"
+    )
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    labelled = build_set(args.seed)
+    langs = LanguageDetector("lingua", LANGUAGES)
+    await asyncio.to_thread(langs.warm_up)
+
+    def detect(text: str) -> tuple[str | None, float]:
+        d = langs.detect(text)
+        return d.lang, d.confidence
+
+    rules = RulesChecker(detect=detect)
+    english = [Labelled(r, bad, kind, "en", "report") for r, bad, kind in build_set(args.seed)]
+    multilingual = build_multilingual(Path(args.set), args.seed)
+    calibration = [lab for lab in multilingual if lab.split == "calibrate"]
+    labelled = english + [lab for lab in multilingual if lab.split == "report"]
     bad_rate = crowd_error_rate(Path(args.data))
-    n_bad = sum(bad for _, bad, _ in labelled)
-    log(f"labelled set: {len(labelled)} answers, {n_bad} bad ({Counter(k for *_, k in labelled)})")
+    n_bad = sum(lab.bad for lab in labelled)
+    log(
+        f"labelled set: {len(labelled)} answers to report on, {n_bad} bad;"
+        f" {len(calibration)} more to calibrate on"
+    )
+    log(f"kinds: {dict(Counter(lab.kind for lab in labelled))}")
     log(f"crowd error rate (rte, per answer): {bad_rate:.4f}")
 
-    model = BertChecker(args.model, "similarity", args.device)
+    model = BertChecker(args.model, "similarity", args.device, precision=args.precision)
     t0 = time.perf_counter()
     await asyncio.to_thread(model.load)
     took = time.perf_counter() - t0
-    log(f"model {model.model_version} loaded on {model.device} in {took:.2f} s")
+    log(
+        f"model {model.model_version} loaded on {model.device} ({model.precision}) in {took:.2f} s"
+    )
     import torch
 
     log(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     if model.device.startswith("cuda"):
         log(f"gpu: {torch.cuda.get_device_name()}")
 
-    requests = [r for r, _, _ in labelled if model.applies(r)]
+    # thresholds: calibrated on the calibration split, never on the answers reported
+    good, bad, judged = await asyncio.to_thread(model_scores, model, rules, calibration)
+    if good:
+        cal = calibrate(good, bad)
+        log(
+            f"calibration ({len(good)} good, {len(bad)} bad answers the rules pass):"
+            f" accept_above {cal.accept_above}, reject_below {cal.reject_below};"
+            f" good flagged {cal.good_flagged:.3f}, bad caught {cal.bad_caught:.3f}"
+        )
+        if args.calibrate:
+            store_thresholds(
+                model.calibration_key, "similarity", cal, f"{LANGS_FILE.name}, even items"
+            )
+            model.thresholds.update(cal.thresholds())
+            log(f"stored for {model.calibration_key!r} in {THRESHOLDS_FILE}")
+    log(f"thresholds in use: {model.thresholds}")
+    agreement = await asyncio.to_thread(
+        precision_agreement, model, [lab.request for lab in judged[:256]]
+    )
+    log(f"precision check: {agreement}")
+
+    requests = [lab.request for lab in labelled if model.applies(lab.request)]
     rng = random.Random(args.seed)
     rng.shuffle(requests)
     model.predict(requests[:64])  # warm-up
@@ -709,13 +882,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     )
 
     # quality: rules + model together
-    rules = RulesChecker()
     async with MicroBatcher(model.predict, fallback=rules) as batcher:
         checker = CompositeChecker(rules, batcher, applies=model.applies)
-        verdicts = await checker.check([r for r, _, _ in labelled])
+        verdicts = await checker.check([lab.request for lab in labelled])
     flagged = {Decision.REJECT, Decision.REVIEW}
-    precision, recall, raw_precision = scores(verdicts, labelled, bad_rate, flagged)
-    r_precision, r_recall, r_raw = scores(verdicts, labelled, bad_rate, {Decision.REJECT})
+    triples = [(lab.request, lab.bad, lab.kind) for lab in labelled]
+    precision, recall, raw_precision = scores(verdicts, triples, bad_rate, flagged)
+    r_precision, r_recall, r_raw = scores(verdicts, triples, bad_rate, {Decision.REJECT})
     log(
         f"caught = reject or review: precision {precision:.3f} at {bad_rate:.1%} bad"
         f" ({raw_precision:.3f} unweighted), recall {recall:.3f}"
@@ -724,12 +897,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         f"caught = reject only:      precision {r_precision:.3f} at {bad_rate:.1%} bad"
         f" ({r_raw:.3f} unweighted), recall {r_recall:.3f}"
     )
+    per_language: dict[str, dict[str, float]] = {}
+    for lang in LANGUAGES:
+        pick = [k for k, lab in enumerate(labelled) if lab.lang == lang]
+        subset = [labelled[k] for k in pick]
+        per_language[lang] = rates([verdicts[k] for k in pick], subset, bad_rate)
+        n_good = sum(not lab.bad for lab in subset)
+        missed: Counter[str] = Counter()
+        for k in pick:
+            lab, v = labelled[k], verdicts[k]
+            if lab.bad and v.decision is Decision.ACCEPT:
+                missed[lab.kind] += 1
+            elif not lab.bad and v.decision is not Decision.ACCEPT:
+                missed["good flagged: " + lab.kind] += 1
+        log(
+            f"  {lang}: {per_language[lang]} ({n_good} good, {len(subset) - n_good} bad);"
+            f" misses {dict(missed)}"
+        )
     per_kind: dict[str, Counter[str]] = {}
-    for v, (_, _, kind) in zip(verdicts, labelled, strict=True):
-        per_kind.setdefault(kind, Counter())[v.decision.value] += 1
+    for v, lab in zip(verdicts, labelled, strict=True):
+        per_kind.setdefault(lab.kind, Counter())[v.decision.value] += 1
     for kind, counts in per_kind.items():
         tally = ", ".join(f"{d.value} {counts[d.value]}" for d in Decision)
-        log(f"  {kind:18s} {tally}")
+        log(f"  {kind:20s} {tally}")
     deciders = Counter(v.model_version.split("@")[0] for v in verdicts)
     log(f"decided by: {dict(deciders)}")
 
@@ -742,13 +932,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "device": model.device,
         "precision": round(precision, 3),
         "recall": round(recall, 3),
+        "per_language": per_language,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda (fp16) or auto")
-    parser.add_argument("--model", default=None, help="local HF folder (default: MiniLM)")
+    parser.add_argument("--model", default=None, help="local HF folder (default: the default)")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (bf16 on a CPU that has it), fp32, bf16, fp16"
+    )
     parser.add_argument("--requests", type=int, default=640, help="checks per batched round")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients")
     parser.add_argument("--unbatched", type=int, default=100, help="checks per unbatched round")
@@ -756,6 +950,12 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(DATA), help="the shared crowd data folder")
+    parser.add_argument("--set", default=str(LANGS_FILE), help="the ten-language answers")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="store the thresholds calibrated on the calibration split for this model",
+    )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     print(json.dumps(result))

@@ -79,8 +79,17 @@ def test_length_buckets_bound_the_padded_size() -> None:
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
     for g in groups:
         assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 20
-    assert groups[0] == [0, 5, 2]  # shortest first, stable among equals
+    assert groups[0][:2] == [0, 5]  # shortest first, stable among equals
     assert bert.length_buckets([], 10) == []
+
+
+def test_length_buckets_weigh_padding_against_calls() -> None:
+    # two short and two long: padding the short ones to 100 costs more than a second call
+    assert bert.length_buckets([3, 100, 4, 100], 10_000, call_tokens=32) == [[0, 2], [1, 3]]
+    # nearly equal lengths: one call beats two
+    assert bert.length_buckets([20, 21, 22, 23], 10_000, call_tokens=32) == [[0, 1, 2, 3]]
+    # free calls and no padding waste: any split is as good; costly calls: one group
+    assert bert.length_buckets([5, 50], 10_000, call_tokens=1000) == [[0, 1]]
 
 
 def test_mean_pool_ignores_padding() -> None:
