@@ -74,11 +74,14 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
 from polycrowd.engine.checking import CheckRequest, Decision, Verdict  # noqa: E402
 from polycrowd.engine.language import LanguageDetector  # noqa: E402
 from polycrowd.models.batcher import MicroBatcher  # noqa: E402
-from polycrowd.models.bert import BertChecker  # noqa: E402
+from polycrowd.models.bert import BertChecker, similarity_mode  # noqa: E402
 from polycrowd.models.calibration import (  # noqa: E402
+    ALL,
     THRESHOLDS_FILE,
+    Calibration,
     calibrate,
     store_thresholds,
+    stored_thresholds,
 )
 from polycrowd.models.checker import CompositeChecker  # noqa: E402
 from polycrowd.models.rules import RulesChecker  # noqa: E402
@@ -751,18 +754,16 @@ def rates(
 
 def model_scores(
     model: BertChecker, rules: RulesChecker, labelled: Sequence[Labelled]
-) -> tuple[list[float], list[float], list[Labelled]]:
-    """Model scores of the good and the bad answers that the rules accept (the only ones
-    the model decides), and those answers."""
+) -> list[tuple[Labelled, float]]:
+    """The model's score of each answer that the rules accept (the only ones the model
+    decides)."""
     judged = [
         lab
         for lab in labelled
         if rules.check_safe(lab.request).decision is Decision.ACCEPT and model.applies(lab.request)
     ]
     verdicts = model.predict([lab.request for lab in judged])
-    good = [v.score for v, lab in zip(verdicts, judged, strict=True) if not lab.bad]
-    bad = [v.score for v, lab in zip(verdicts, judged, strict=True) if lab.bad]
-    return good, bad, judged
+    return [(lab, v.score) for lab, v in zip(judged, verdicts, strict=True)]
 
 
 def precision_agreement(model: BertChecker, requests: Sequence[CheckRequest]) -> str:
@@ -820,20 +821,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         log(f"gpu: {torch.cuda.get_device_name()}")
 
     # thresholds: calibrated on the calibration split, never on the answers reported
-    good, bad, judged = await asyncio.to_thread(model_scores, model, rules, calibration)
-    if good:
-        cal = calibrate(good, bad)
+    scored = await asyncio.to_thread(model_scores, model, rules, calibration)
+    judged = [lab for lab, _ in scored]
+    calibrations: dict[str, Calibration] = {}
+    for mode in (ALL, "paraphrase", "translation"):
+        chosen = [(lab, x) for lab, x in scored if mode in (ALL, similarity_mode(lab.request))]
+        good = [x for lab, x in chosen if not lab.bad]
+        bad = [x for lab, x in chosen if lab.bad]
+        if not good:
+            continue
+        cal = calibrations[mode] = calibrate(good, bad)
         log(
-            f"calibration ({len(good)} good, {len(bad)} bad answers the rules pass):"
+            f"calibration, {mode} ({len(good)} good, {len(bad)} bad answers the rules pass):"
             f" accept_above {cal.accept_above}, reject_below {cal.reject_below};"
             f" good flagged {cal.good_flagged:.3f}, bad caught {cal.bad_caught:.3f}"
         )
-        if args.calibrate:
-            store_thresholds(
-                model.calibration_key, "similarity", cal, f"{LANGS_FILE.name}, even items"
-            )
-            model.thresholds.update(cal.thresholds())
-            log(f"stored for {model.calibration_key!r} in {THRESHOLDS_FILE}")
+    if args.calibrate and calibrations:
+        source = f"bench/data/{LANGS_FILE.name}, even items, seed {args.seed}"
+        store_thresholds(model.calibration_key, "similarity", calibrations, source)
+        model.thresholds.update(stored_thresholds(model.calibration_key, "similarity") or {})
+        log(f"stored for {model.calibration_key!r} in {THRESHOLDS_FILE}")
     log(f"thresholds in use: {model.thresholds}")
     agreement = await asyncio.to_thread(
         precision_agreement, model, [lab.request for lab in judged[:256]]

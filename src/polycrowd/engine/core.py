@@ -23,7 +23,7 @@ import numpy as np
 
 from polycrowd.engine import ledger, matching, quality
 from polycrowd.engine.aggregation import encode, item_posterior, krippendorff_alpha
-from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict
+from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict, embeddings
 from polycrowd.engine.io import (
     InputError,
     ItemRow,
@@ -38,7 +38,7 @@ from polycrowd.engine.language import (
     count_words,
     trusted_languages,
 )
-from polycrowd.engine.results import aggregate_labels
+from polycrowd.engine.results import aggregate_labels, text_medoid
 from polycrowd.engine.store import Database, Tx
 from polycrowd.engine.types import (
     Assignment,
@@ -1507,6 +1507,8 @@ class Engine:
             )
         if not rows:
             return {"method": method, "items": 0}
+        if project.task_type is TaskType.TEXT:
+            return await self._text_results(project_id, rows, gold_rows)
         if not project.task_type.has_buttons or project.task_type is TaskType.MULTI:
             return {"method": "online", "items": len({r["item_id"] for r in rows})}
         out = await asyncio.to_thread(
@@ -1544,6 +1546,48 @@ class Engine:
                 ],
             )
         return {"method": out.method, "items": len(out.results), "alpha": out.alpha}
+
+    async def _text_results(
+        self, project_id: int, rows: Sequence[RowLike], gold_rows: Sequence[RowLike]
+    ) -> dict[str, Any]:
+        """Free-text items: the medoid answer, by the checker's embeddings when it has a
+        model (cross-lingual, any wording), else by lexical similarity."""
+        per_item: dict[int, list[str]] = {}
+        for r in rows:
+            per_item.setdefault(int(r["item_id"]), []).append(str(r["payload"]))
+        unique = list(dict.fromkeys(p for ps in per_item.values() for p in ps))
+        vectors = await embeddings(self.checker, unique)
+        where = {p: i for i, p in enumerate(unique)}
+        gold_ids = {int(r["id"]) for r in gold_rows}
+        now, values, method = self.clock(), [], "medoid-lexical"
+        for item, answers in per_item.items():
+            vecs = None if vectors is None else [vectors[where[a]] for a in answers]
+            res = text_medoid(answers, vecs)
+            method = res.method
+            if item not in gold_ids:
+                values.append(
+                    (
+                        item,
+                        project_id,
+                        res.label,
+                        res.method,
+                        res.agreement,
+                        res.agreement,
+                        len(answers),
+                        now,
+                    )
+                )
+        async with self.db.transaction() as tx:
+            await tx.many(
+                "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
+                " answers, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(item_id) DO UPDATE SET label = excluded.label,"
+                " method = excluded.method, confidence = excluded.confidence,"
+                " agreement = excluded.agreement, answers = excluded.answers,"
+                " updated_at = excluded.updated_at",
+                values,
+            )
+        return {"method": method, "items": len(per_item)}
 
     async def training_examples(self, project_id: int) -> list[tuple[str, str]]:
         """(item text, label) from gold items and confident results, for the checker."""
@@ -1694,6 +1738,8 @@ def _estimate(project: Project, rows: Sequence[RowLike]) -> tuple[str, float, fl
     agreement = n / len(payloads)
     # Free text: smoothed share of identical answers (answers rarely match exactly).
     confidence = (n + 1) / (len(payloads) + 2)
+    if project.task_type is TaskType.TEXT:
+        label = text_medoid(payloads).label  # the answer closest to the others
     return label, confidence, agreement
 
 

@@ -348,6 +348,19 @@ def token_f1(
     return 2 * precision * recall / (precision + recall)
 
 
+def similarity_mode(req: CheckRequest) -> str:
+    """How the answer relates to the item, for the similarity thresholds: the project's
+    ``similarity_mode`` (e.g. ``"answer"`` for answers to a question), else
+    ``"translation"`` when the answer's language differs from the item's, else
+    ``"paraphrase"``. Translations score lower than same-language paraphrases (the
+    embedding space is not perfectly aligned across languages), so each has its own."""
+    mode = req.config.get("similarity_mode")
+    if isinstance(mode, str) and mode:
+        return mode
+    target = base_lang(req.target_lang or req.item_lang)
+    return "paraphrase" if target == base_lang(req.item_lang) else "translation"
+
+
 def _meta_thresholds(meta: Mapping[str, Any], head: str) -> dict[str, float]:
     got = meta.get("thresholds")
     entry = got.get(head) if isinstance(got, Mapping) else None
@@ -356,7 +369,7 @@ def _meta_thresholds(meta: Mapping[str, Any], head: str) -> dict[str, float]:
     return {
         str(k): float(v)
         for k, v in entry.items()
-        if k in DEFAULTS[head] and isinstance(v, int | float) and not isinstance(v, bool)
+        if isinstance(v, int | float) and not isinstance(v, bool)
     }
 
 
@@ -412,7 +425,7 @@ class BertChecker:
         self.languages = given & known if given and known else given or known
         # guessed defaults < the folder's own < calibrated (calibration.py) < given
         self.calibration_key = str(self.meta.get("version") or base or self.path.name)
-        self.thresholds = {
+        self.thresholds: dict[str, float] = {
             **DEFAULTS[head],
             **_meta_thresholds(self.meta, head),
             **(stored_thresholds(self.calibration_key, head) or {}),
@@ -525,6 +538,26 @@ class BertChecker:
                 verdicts[i] = v
         return [v or accept(self.model_version, 0.5) for v in verdicts]
 
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit sentence embeddings of ``texts`` (similarity head; blocking, loads the model
+        on first use): what the similarity head compares, e.g. for the medoid of free-text
+        answers (:func:`polycrowd.engine.results.text_medoid`)."""
+        if self.head != "similarity":
+            raise ValueError("embed needs the similarity head")
+        if not texts:
+            return []
+        self.load()
+        emb = encode(
+            self._model,
+            self._tokenizer,
+            texts,
+            self.device,
+            self.max_length,
+            self.max_batch_tokens,
+            self.precision,
+        )
+        return [[float(x) for x in row] for row in emb]
+
     def predict_labels(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         """Classifier head: the top label and its probability for each item text (for the
         consistency tracker and evaluation)."""
@@ -547,11 +580,16 @@ class BertChecker:
             self.precision,
         )
 
-    def _threshold(self, req: CheckRequest, key: str) -> float:
-        value = req.config.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        return self.thresholds[key]
+    def _threshold(self, req: CheckRequest, key: str, mode: str = "") -> float:
+        """The project's config, then this checker's thresholds; for each, the key for
+        the similarity ``mode`` (``"translation_accept_above"``) before the plain key."""
+        keys = (f"{mode}_{key}", key) if mode else (key,)
+        for source in (req.config, self.thresholds):
+            for k in keys:
+                value = source.get(k)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return float(value)
+        return DEFAULTS[self.head][key]
 
     def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         texts = [r.item_text for r in requests] + [r.answer for r in requests]
@@ -569,9 +607,10 @@ class BertChecker:
         out = []
         for req, cos in zip(requests, cosines.tolist(), strict=True):
             score = max(0.0, float(cos))
-            if cos >= self._threshold(req, "accept_above"):
+            mode = similarity_mode(req)
+            if cos >= self._threshold(req, "accept_above", mode):
                 out.append(accept(self.model_version, score))
-            elif cos < self._threshold(req, "reject_below"):
+            elif cos < self._threshold(req, "reject_below", mode):
                 out.append(reject(R_OFF_TOPIC, score, self.model_version))
             else:
                 out.append(review(R_UNSURE, score, self.model_version))

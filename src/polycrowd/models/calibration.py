@@ -12,7 +12,9 @@ for a pair ``classifier``); two thresholds turn the score into a decision: at or
 
 The results live in ``thresholds.json`` next to this module, one entry per model version
 (the ``version`` of the model folder's ``polycrowd.json``, or the checker name such as
-``minilm``) and head, with the sizes and error rates they were calibrated at;
+``minilm``), head and mode (the similarity head calibrates ``paraphrase`` and
+``translation`` answers apart, see :func:`polycrowd.models.bert.similarity_mode`, plus
+``all`` for any other mode), with the sizes and error rates they were calibrated at;
 :func:`stored_thresholds` reads it and :func:`store_thresholds` writes it
 (``bench/checker.py --calibrate`` does, on its calibration split).
 
@@ -31,6 +33,8 @@ from typing import Any
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
 MAX_FLAGGED = 0.03  # share of good answers the head may send to review or reject
 MAX_REJECTED = 0.005  # share of good answers the head may reject
+ALL = "all"  # the calibration over every answer, whatever its mode
+_KEYS = ("accept_above", "reject_below", "review_confidence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +79,8 @@ def calibrate(
     if not 0.0 <= max_rejected <= max_flagged < 1.0:
         raise ValueError("need 0 <= max_rejected <= max_flagged < 1")
     scale = 10.0**digits
-    accept = math.floor(_cut(good, max_flagged) * scale) / scale
-    reject = min(math.floor(_cut(good, max_rejected) * scale) / scale, accept)
+    accept = math.floor(_cut(good, max_flagged) * scale + 1e-6) / scale
+    reject = min(math.floor(_cut(good, max_rejected) * scale + 1e-6) / scale, accept)
 
     def below(xs: Sequence[float], t: float) -> float:
         return sum(1 for x in xs if x < t) / len(xs) if xs else 0.0
@@ -93,8 +97,10 @@ def calibrate(
     )
 
 
-def read_store(path: Path = THRESHOLDS_FILE) -> dict[str, Any]:
-    """The whole thresholds file (``{}`` when absent or unreadable)."""
+def read_store(path: Path | None = None) -> dict[str, Any]:
+    """The whole thresholds file (default :data:`THRESHOLDS_FILE`; ``{}`` when absent or
+    unreadable)."""
+    path = THRESHOLDS_FILE if path is None else path
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -102,33 +108,40 @@ def read_store(path: Path = THRESHOLDS_FILE) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def stored_thresholds(
-    model: str, head: str, path: Path = THRESHOLDS_FILE
-) -> dict[str, float] | None:
-    """The calibrated thresholds of ``head`` for model version ``model``, if any."""
+def stored_thresholds(model: str, head: str, path: Path | None = None) -> dict[str, float] | None:
+    """The calibrated thresholds of ``head`` for model version ``model``, if any, as flat
+    keys: ``accept_above``/``reject_below`` (all answers) and ``<mode>_accept_above``/
+    ``<mode>_reject_below`` per similarity mode (``translation``, ``paraphrase``...)."""
     entry = read_store(path).get(model, {}).get(head)
     if not isinstance(entry, Mapping):
         return None
-    out = {
-        k: float(v)
-        for k, v in entry.items()
-        if k in ("accept_above", "reject_below", "review_confidence")
-        and isinstance(v, int | float)
-        and not isinstance(v, bool)
-    }
+    out: dict[str, float] = {}
+    for mode, cal in entry.items():
+        if not isinstance(cal, Mapping):
+            continue
+        prefix = "" if mode == ALL else f"{mode}_"
+        for key in _KEYS:
+            value = cal.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[prefix + key] = float(value)
     return out or None
 
 
 def store_thresholds(
     model: str,
     head: str,
-    calibration: Calibration,
+    calibrations: Mapping[str, Calibration],
     source: str,
-    path: Path = THRESHOLDS_FILE,
+    path: Path | None = None,
 ) -> None:
-    """Record ``calibration`` for (``model``, ``head``), keeping every other entry."""
+    """Record ``calibrations`` (mode -> calibration; :data:`ALL` for the thresholds that
+    apply to any answer) for (``model``, ``head``), replacing that head's entry and
+    keeping every other one."""
     data = read_store(path)
-    entry = {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(calibration).items()}
-    data.setdefault(model, {})[head] = {**entry, "source": source}
+    entry: dict[str, Any] = {}
+    for mode, cal in calibrations.items():
+        values = {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(cal).items()}
+        entry[mode] = {**values, "source": source}
+    data.setdefault(model, {})[head] = entry
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    path.write_text(text, encoding="utf-8")
+    (THRESHOLDS_FILE if path is None else path).write_text(text, encoding="utf-8")
