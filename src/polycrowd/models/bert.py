@@ -547,10 +547,11 @@ class BertChecker:
         if not texts:
             return []
         self.load()
+        prefix = str(self.meta.get("query_prefix") or "")  # e5: "query: "
         emb = encode(
             self._model,
             self._tokenizer,
-            texts,
+            [prefix + t for t in texts],
             self.device,
             self.max_length,
             self.max_batch_tokens,
