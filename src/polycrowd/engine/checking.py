@@ -52,3 +52,23 @@ class Checker(Protocol):
     async def check(self, batch: Sequence[CheckRequest]) -> list[Verdict]:
         """Return one verdict per request, in order. Must not raise."""
         ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    async def embed(self, texts: Sequence[str]) -> list[list[float]] | None:
+        """Unit-length sentence embeddings, one per text, comparable across languages;
+        ``None`` when no model is available. Must not raise."""
+        ...
+
+
+async def embeddings(checker: object, texts: Sequence[str]) -> list[list[float]] | None:
+    """``checker``'s embeddings of ``texts`` when it is an :class:`Embedder` that can
+    embed them, else ``None`` (the caller falls back to a lexical similarity)."""
+    if not texts or not isinstance(checker, Embedder):
+        return None
+    try:
+        got = await checker.embed(texts)
+    except Exception:  # an embedder must not raise; a broken one must not break results
+        return None
+    return got if got is not None and len(got) == len(texts) else None

@@ -17,6 +17,7 @@ import numpy as np
 
 from polycrowd.engine.aggregation import item_posterior
 from polycrowd.engine.domain import TaskType
+from polycrowd.engine.results import text_medoid
 
 # (label, confidence, agreement) of one item, from (payload, skill) of its counted answers.
 Estimate = tuple[str, float, float]
@@ -105,6 +106,12 @@ def _estimate_text(rows: Sequence[tuple[str, float]], labels: tuple[str, ...]) -
     return label, confidence, agreement
 
 
+def _estimate_free_text(rows: Sequence[tuple[str, float]], labels: tuple[str, ...]) -> Estimate:
+    """Free text: the answer closest to the others (medoid) is the result."""
+    _, confidence, agreement = _estimate_text(rows, labels)
+    return text_medoid([p for p, _ in rows]).label, confidence, agreement
+
+
 _LABELS = RenderHints(Buttons.LABELS, expects_text=False, text_prompt=False, numbered_tokens=False)
 
 REGISTRY: Mapping[TaskType, TaskTypeSpec] = {
@@ -136,7 +143,7 @@ REGISTRY: Mapping[TaskType, TaskTypeSpec] = {
     ),
     TaskType.TEXT: TaskTypeSpec(
         _strip,
-        _estimate_text,
+        _estimate_free_text,
         RenderHints(Buttons.NONE, expects_text=True, text_prompt=True, numbered_tokens=False),
         False,
         categorical=False,

@@ -163,6 +163,16 @@ class MicroBatcher:
         self._wakeup.set()
         return list(await asyncio.gather(*futures))
 
+    async def run(self, fn: Callable[[], object]) -> object | None:
+        """Run ``fn`` (e.g. an embedding call) in the model's worker thread, bounded by
+        ``timeout_s``; ``None`` when closed, busy with a hung call, or when ``fn`` raised
+        or timed out. Batches and such calls never run at the same time."""
+        if self._closed or self._busy:
+            return None
+        if not self.running:
+            await self.start()
+        return await self._call(fn, self.timeout_s, "model call")
+
     # -- the collector ----------------------------------------------------------------------
     async def _run(self) -> None:
         assert self._wakeup is not None

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polycrowd.engine.checking import CheckRequest, Verdict
+from polycrowd.models.calibration import stored_thresholds
 from polycrowd.models.rules import (
     R_CHECK_UNAVAILABLE,
     R_LOW_QUALITY,
@@ -70,9 +71,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEADS = ("similarity", "classifier", "tagger")
+PRECISIONS = ("fp32", "bf16", "fp16")
 # padded tokens per forward pass: small on CPU (padding costs real time there), large on GPU
-CPU_BATCH_TOKENS = 1024
+CPU_BATCH_TOKENS = 4096
 GPU_BATCH_TOKENS = 65536
+# what one forward call costs beyond its tokens, in padded tokens (measured on CPU: about
+# 5 ms per call against 6-7k tokens/s for MiniLM and e5-small, 2 threads)
+CALL_TOKENS = 32
 META_FILE = "polycrowd.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 _SHORT = {"similarity": "sim", "classifier": "clf", "tagger": "tag"}
@@ -180,23 +185,51 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-def length_buckets(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Indices grouped by length so that a group padded to its longest member holds at
-    most ``max_tokens`` tokens (a single longer sequence gets a group of its own).
+def length_buckets(
+    lengths: Sequence[int], max_tokens: int, call_tokens: int = CALL_TOKENS
+) -> list[list[int]]:
+    """Indices grouped by length, the cheapest way to run them: a group costs its size
+    times its longest length (it is padded to that) plus ``call_tokens`` for the forward
+    call itself, and holds at most ``max_tokens`` padded tokens (a single longer sequence
+    gets a group of its own). Shortest first, stable among equal lengths.
 
-    A batch is padded to its longest sequence; one long answer among short ones would
-    otherwise multiply the work of the whole batch.
+    One long answer among short ones would otherwise multiply the work of the whole
+    batch, and many small calls would pay the per-call cost many times.
     """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    n = len(order)
+    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted sequences
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = max(lengths[order[j - 1]], 1)
+        for i in range(j - 1, -1, -1):
+            if j - i > 1 and (j - i) * longest > max_tokens:
+                break
+            cost = best[i] + (j - i) * longest + call_tokens
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
     groups: list[list[int]] = []
-    current: list[int] = []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if current and (len(current) + 1) * lengths[i] > max_tokens:
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    return groups
+    j = n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def _pad(features: Sequence[Mapping[str, Sequence[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-pad already tokenised sequences into tensors (no second tokenisation)."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    out: dict[str, Any] = {}
+    for key in features[0]:
+        fill = pad_id if key == "input_ids" else 0
+        rows = [list(f[key]) + [fill] * (width - len(f[key])) for f in features]
+        out[key] = torch.tensor(rows, dtype=torch.long)
+    return out
+
+
+_MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _batches(
@@ -205,20 +238,55 @@ def _batches(
     max_length: int,
     max_tokens: int,
     **kwargs: Any,
-) -> Iterator[tuple[list[int], Any]]:
-    """(indices, padded encoding) per length bucket of the inputs (texts, optional pairs)."""
-    ids = tokenizer(*(list(x) for x in inputs), truncation=True, max_length=max_length, **kwargs)
-    for idx in length_buckets([len(x) for x in ids["input_ids"]], max_tokens):
-        chunk = tuple([x[i] for i in idx] for x in inputs)
-        enc = tokenizer(
-            *chunk,
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-            **kwargs,
-        )
-        yield idx, enc
+) -> tuple[Any, Iterator[tuple[list[int], dict[str, Any]]]]:
+    """The inputs (texts, optional pairs) tokenised once, and (indices, padded tensors)
+    per length bucket of them."""
+    enc = tokenizer(*(list(x) for x in inputs), truncation=True, max_length=max_length, **kwargs)
+    keys = [k for k in _MODEL_KEYS if k in enc]
+    pad_id = tokenizer.pad_token_id or 0
+    columns = [enc[k] for k in keys]
+
+    def chunks() -> Iterator[tuple[list[int], dict[str, Any]]]:
+        for idx in length_buckets([len(x) for x in enc["input_ids"]], max_tokens):
+            rows = [{k: col[i] for k, col in zip(keys, columns, strict=True)} for i in idx]
+            yield idx, _pad(rows, pad_id)
+
+    return enc, chunks()
+
+
+def precision_context(device: str, precision: str) -> Any:
+    """Autocast for ``"bf16"`` (weights stay fp32); a no-op otherwise (a CUDA model is
+    converted to fp16 when it is loaded)."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16":
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        return torch.autocast(kind, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), as oneDNN reports it."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(device: str, precision: str = "auto") -> str:
+    """``"auto"`` -> ``"fp16"`` on CUDA, ``"bf16"`` on a CPU with native bf16, else
+    ``"fp32"``; an explicit ``"fp32"``/``"bf16"``/``"fp16"`` is kept."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"unknown precision {precision!r}; expected auto or one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def encode(
@@ -228,18 +296,25 @@ def encode(
     device: str,
     max_length: int,
     max_tokens: int = CPU_BATCH_TOKENS,
+    precision: str = "fp32",
 ) -> npt.NDArray[np.float32]:
-    """Sentence embeddings (N, H), texts of similar length batched together."""
+    """Sentence embeddings (N, H), texts of similar length batched together; a text that
+    occurs several times is encoded once."""
     import numpy as np
     import torch
 
-    out: npt.NDArray[np.float32] = np.zeros((len(texts), model.config.hidden_size), np.float32)
-    with torch.inference_mode():
-        for idx, enc in _batches(tokenizer, (texts,), max_length, max_tokens):
-            enc = enc.to(device)
+    unique = list(dict.fromkeys(texts))
+    emb: npt.NDArray[np.float32] = np.zeros((len(unique), model.config.hidden_size), np.float32)
+    _, chunks = _batches(tokenizer, (unique,), max_length, max_tokens)
+    with torch.inference_mode(), precision_context(device, precision):
+        for idx, enc in chunks:
+            enc = {k: v.to(device) for k, v in enc.items()}
             hidden = model(**enc).last_hidden_state
-            out[idx] = mean_pool(hidden, enc["attention_mask"]).cpu().numpy()
-    return out
+            emb[idx] = mean_pool(hidden, enc["attention_mask"]).cpu().numpy()
+    if len(unique) == len(texts):
+        return emb
+    where = {t: i for i, t in enumerate(unique)}
+    return emb[[where[t] for t in texts]]
 
 
 def classify(
@@ -250,6 +325,7 @@ def classify(
     device: str,
     max_length: int,
     max_tokens: int = CPU_BATCH_TOKENS,
+    precision: str = "fp32",
 ) -> npt.NDArray[np.float32]:
     """Class probabilities (N, C): softmax, or sigmoid for a multi-label model."""
     import numpy as np
@@ -258,9 +334,10 @@ def classify(
     multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
     inputs = (texts,) if pairs is None else (texts, pairs)
     out: npt.NDArray[np.float32] = np.zeros((len(texts), model.config.num_labels), np.float32)
-    with torch.inference_mode():
-        for idx, enc in _batches(tokenizer, inputs, max_length, max_tokens):
-            logits = model(**enc.to(device)).logits.to(torch.float32)
+    _, chunks = _batches(tokenizer, inputs, max_length, max_tokens)
+    with torch.inference_mode(), precision_context(device, precision):
+        for idx, enc in chunks:
+            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
             probs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
             out[idx] = probs.cpu().numpy()
     return out
@@ -273,6 +350,7 @@ def tag_words(
     device: str,
     max_length: int,
     max_tokens: int = CPU_BATCH_TOKENS,
+    precision: str = "fp32",
 ) -> list[list[str | None]]:
     """The BIO label of each word (its first sub-token); ``None`` for words cut off by
     ``max_length``. An empty word list gets an empty result."""
@@ -284,16 +362,15 @@ def tag_words(
     words = [list(words_list[i]) for i in nonempty]
     if not words:
         return result
-    with torch.inference_mode():
-        for idx, enc in _batches(
-            tokenizer, (words,), max_length, max_tokens, is_split_into_words=True
-        ):
-            word_ids = [enc.word_ids(j) for j in range(len(idx))]
-            pred = model(**enc.to(device)).logits.argmax(dim=-1).cpu().tolist()
+    first, chunks = _batches(tokenizer, (words,), max_length, max_tokens, is_split_into_words=True)
+    with torch.inference_mode(), precision_context(device, precision):
+        for idx, enc in chunks:
+            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
+            pred = logits.argmax(dim=-1).cpu().tolist()
             for j, k in enumerate(idx):
                 labels = result[nonempty[k]]
                 seen: set[int] = set()
-                for pos, wid in enumerate(word_ids[j]):
+                for pos, wid in enumerate(first.word_ids(k)):
                     if wid is not None and wid not in seen:
                         seen.add(wid)
                         labels[wid] = str(id2label[pred[j][pos]])
@@ -320,6 +397,31 @@ def token_f1(
     return 2 * precision * recall / (precision + recall)
 
 
+def similarity_mode(req: CheckRequest) -> str:
+    """How the answer relates to the item, for the similarity thresholds: the project's
+    ``similarity_mode`` (e.g. ``"answer"`` for answers to a question), else
+    ``"translation"`` when the answer's language differs from the item's, else
+    ``"paraphrase"``. Translations score lower than same-language paraphrases (the
+    embedding space is not perfectly aligned across languages), so each has its own."""
+    mode = req.config.get("similarity_mode")
+    if isinstance(mode, str) and mode:
+        return mode
+    target = base_lang(req.target_lang or req.item_lang)
+    return "paraphrase" if target == base_lang(req.item_lang) else "translation"
+
+
+def _meta_thresholds(meta: Mapping[str, Any], head: str) -> dict[str, float]:
+    got = meta.get("thresholds")
+    entry = got.get(head) if isinstance(got, Mapping) else None
+    if not isinstance(entry, Mapping):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in entry.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 # -- the checker ----------------------------------------------------------------------------
 class BertChecker:
     """A transformer checker for one head and one model folder.
@@ -341,6 +443,7 @@ class BertChecker:
         thresholds: Mapping[str, float] | None = None,
         max_length: int = 256,
         max_batch_tokens: int | None = None,
+        precision: str = "auto",
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"unknown checker head {head!r}; expected one of {HEADS}")
@@ -356,6 +459,9 @@ class BertChecker:
         self.is_e5 = e5.is_e5_folder(path)
         self.head = head
         self.requested_device = device
+        resolve_precision("cpu", "fp32" if precision == "auto" else precision)  # validate
+        self.requested_precision = precision
+        self.precision = "fp32"  # resolved at load
         self.max_length = max_length
         self.max_batch_tokens = max_batch_tokens or CPU_BATCH_TOKENS
         self._auto_batch_tokens = max_batch_tokens is None
@@ -373,11 +479,14 @@ class BertChecker:
             known = frozenset({"en"})
         given = frozenset(base_lang(x) for x in languages) if languages else None
         self.languages = given & known if given and known else given or known
-        per_model = self.meta.get("thresholds")
-        per_model = per_model.get(head) if isinstance(per_model, dict) else None
-        per_model = per_model if isinstance(per_model, dict) else None
-        from_model = {str(k): float(v) for k, v in (per_model or {}).items()}
-        self.thresholds: dict[str, float] = {**DEFAULTS[head], **from_model, **(thresholds or {})}
+        # guessed defaults < the folder's own < calibrated (calibration.py) < given
+        self.calibration_key = str(self.meta.get("version") or base or self.path.name)
+        self.thresholds: dict[str, float] = {
+            **DEFAULTS[head],
+            **_meta_thresholds(self.meta, head),
+            **(stored_thresholds(self.calibration_key, head) or {}),
+            **(thresholds or {}),
+        }
         self.prefix = str(self.meta.get("query_prefix") or "")
         self.device = ""
         self._version: str | None = None
@@ -440,14 +549,17 @@ class BertChecker:
         tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         model = auto.from_pretrained(self.path, local_files_only=True, **kwargs)
         model.eval()
-        if device.startswith("cuda"):
+        if device.startswith("cuda") and self.requested_precision in ("auto", "fp16"):
             model.half()
+        elif not device.startswith("cuda"):
+            model.float()  # an fp16 folder (e5): CPUs compute in fp32 or bf16 autocast
         model.to(device)
         if self._auto_batch_tokens and device.startswith("cuda"):
             self.max_batch_tokens = GPU_BATCH_TOKENS
+        self.precision = resolve_precision(device, self.requested_precision)
         _ = self.model_version
         self._tokenizer, self._model, self.device = tokenizer, model, device
-        log.info("checker model %s loaded on %s", self.model_version, device)
+        log.info("checker model %s loaded on %s (%s)", self.model_version, device, self.precision)
 
     # -- which requests this model can judge -------------------------------------------------
     def applies(self, req: CheckRequest) -> bool:
@@ -497,6 +609,27 @@ class BertChecker:
                 verdicts[i] = v
         return [v or accept(self.model_version, 0.5) for v in verdicts]
 
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit sentence embeddings of ``texts`` (similarity head; blocking, loads the model
+        on first use): what the similarity head compares, e.g. for the medoid of free-text
+        answers (:func:`polycrowd.engine.results.text_medoid`)."""
+        if self.head != "similarity":
+            raise ValueError("embed needs the similarity head")
+        if not texts:
+            return []
+        self.load()
+        prefix = str(self.meta.get("query_prefix") or "")  # e5: "query: "
+        emb = encode(
+            self._model,
+            self._tokenizer,
+            [prefix + t for t in texts],
+            self.device,
+            self.max_length,
+            self.max_batch_tokens,
+            self.precision,
+        )
+        return [[float(x) for x in row] for row in emb]
+
     def predict_labels(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         """Classifier head: the top label and its probability for each item text (for the
         consistency tracker and evaluation)."""
@@ -516,13 +649,19 @@ class BertChecker:
             self.device,
             self.max_length,
             self.max_batch_tokens,
+            self.precision,
         )
 
-    def _threshold(self, req: CheckRequest, key: str) -> float:
-        value = req.config.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        return self.thresholds[key]
+    def _threshold(self, req: CheckRequest, key: str, mode: str = "") -> float:
+        """The project's config, then this checker's thresholds; for each, the key for
+        the similarity ``mode`` (``"translation_accept_above"``) before the plain key."""
+        keys = (f"{mode}_{key}", key) if mode else (key,)
+        for source in (req.config, self.thresholds):
+            for k in keys:
+                value = source.get(k)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return float(value)
+        return DEFAULTS[self.head][key]
 
     def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         texts = [self.prefix + r.item_text for r in requests]
@@ -534,15 +673,17 @@ class BertChecker:
             self.device,
             self.max_length,
             self.max_batch_tokens,
+            self.precision,
         )
         n = len(requests)
         cosines = (emb[:n] * emb[n:]).sum(axis=1)
         out = []
         for req, cos in zip(requests, cosines.tolist(), strict=True):
             score = max(0.0, float(cos))
-            if cos >= self._threshold(req, "accept_above"):
+            mode = similarity_mode(req)
+            if cos >= self._threshold(req, "accept_above", mode):
                 out.append(accept(self.model_version, score))
-            elif cos < self._threshold(req, "reject_below"):
+            elif cos < self._threshold(req, "reject_below", mode):
                 out.append(reject(R_OFF_TOPIC, score, self.model_version))
             else:
                 out.append(review(R_UNSURE, score, self.model_version))
@@ -613,6 +754,7 @@ class BertChecker:
             self.device,
             self.max_length,
             self.max_batch_tokens,
+            self.precision,
         )
         for i, req in enumerate(requests):
             word_tags = tags[i]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import importlib.util
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
 from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict
 from polycrowd.models.batcher import MicroBatcher, degraded_verdict
@@ -42,10 +42,26 @@ class CompositeChecker:
         model: Checker | None = None,
         *,
         applies: Callable[[CheckRequest], bool] | None = None,
+        embedder: Callable[[Sequence[str]], Awaitable[object]] | None = None,
     ) -> None:
         self.rules = rules
         self.model = model
         self.applies = applies
+        self.embedder = embedder
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]] | None:
+        """The model's sentence embeddings (:class:`~polycrowd.engine.checking.Embedder`);
+        ``None`` without a similarity model or when it fails."""
+        if self.embedder is None or not texts:
+            return None
+        try:
+            got = await self.embedder(texts)
+        except Exception:
+            log.exception("checker embeddings failed")
+            return None
+        if not isinstance(got, list) or len(got) != len(texts):
+            return None
+        return got
 
     @property
     def healthy(self) -> bool:
@@ -151,7 +167,13 @@ def build_checker(
         fallback=rules,
         warmup=model.load if warmup else None,
     )
-    return CompositeChecker(rules, batcher, applies=model.applies)
+    embedder = None
+    if head == "similarity":
+
+        async def embedder(texts: Sequence[str]) -> object:
+            return await batcher.run(lambda: model.embed(texts))
+
+    return CompositeChecker(rules, batcher, applies=model.applies, embedder=embedder)
 
 
 class ConsistencyTracker:

@@ -127,6 +127,9 @@ class RulesConfig:
 
     min_chars: int = 2  # text answers shorter than this (after stripping) are too short
     min_length_ratio: float = 0.25  # translations: answer length / source length
+    # ... below this a moderator looks (good translations and paraphrases in the ten
+    # languages of bench/data/checker_multilingual.json: 0.6 and more; truncated: 0.04-0.58)
+    review_length_ratio: float = 0.4
     ratio_min_source_chars: int = 20  # ... checked only for sources at least this long
     script_min_fraction: float = 0.5  # share of letters in the target language's script
     script_min_letters: int = 3
@@ -201,6 +204,32 @@ _AI_PHRASES = (
     "sure! here",
     "chatgpt",
     "knowledge cutoff",
+    # the same preambles in the other interface languages
+    "como modelo de lenguaje",
+    "aquí tienes la traducción",
+    "aquí está la traducción",
+    "en tant que modèle de langage",
+    "voici la traduction",
+    "como um modelo de linguagem",
+    "como modelo de linguagem",
+    "aqui está a tradução",
+    "как языковая модель",
+    "как модель ии",
+    "вот перевод",
+    "作为一个人工智能",
+    "作为人工智能",
+    "作为ai语言模型",
+    "以下是翻译",
+    "بصفتي نموذج",
+    "كنموذج لغوي",
+    "إليك الترجمة",
+    "एआई भाषा मॉडल",
+    "यह रहा अनुवाद",
+    "sebagai model bahasa",
+    "berikut terjemahannya",
+    "berikut adalah terjemahan",
+    "yapay zeka dil modeli",
+    "işte çeviri",
 )
 _MARKUP = (
     re.compile(r"\*\*[^*\n]+\*\*"),  # **bold**
@@ -479,6 +508,8 @@ def _text_too_short(req: CheckRequest, cfg: RulesConfig) -> Verdict | None:
         ratio = length_units(answer) / max(length_units(req.item_text), 1.0)
         if ratio < cfg.min_length_ratio:
             return reject(R_TOO_SHORT, ratio / cfg.min_length_ratio)
+        if ratio < cfg.review_length_ratio:
+            return review(R_TOO_SHORT, ratio / cfg.review_length_ratio)
     return None
 
 
@@ -489,11 +520,19 @@ def _copy(req: CheckRequest, cfg: RulesConfig) -> Verdict | None:
     return reject(R_COPY, 1.0 - sim) if sim >= cfg.copy_threshold else None
 
 
+def _fold(text: str) -> str:
+    """Casefolded, curly apostrophes straightened, Turkish "İ" (casefolds to i + U+0307)
+    as a plain i."""
+    return text.casefold().replace("\u2019", "'").replace("i\u0307", "i")
+
+
 def _machine_phrases(req: CheckRequest, cfg: RulesConfig) -> Verdict | None:
-    answer = req.answer.casefold().replace("\u2019", "'")
-    item = req.item_text.casefold().replace("\u2019", "'")
+    answer = _fold(req.answer)
+    item = _fold(req.item_text)
+    if any(phrase in item for phrase in _AI_PHRASES):
+        return None  # the item quotes a machine: its translation may quote it too
     for phrase in _AI_PHRASES:
-        if phrase in answer and phrase not in item:
+        if phrase in answer:
             return reject(R_MACHINE)
     return None
 

@@ -43,6 +43,7 @@ from polycrowd.models.bert import (
     resolve_model,
     tag_words,
 )
+from polycrowd.models.calibration import calibrate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ TINY_BERT: dict[str, Any] = {
 }
 _SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _IGNORE = -100  # label id the loss skips (sub-tokens after the first, padding)
+LARGE_VOCAB = 100_000  # word embeddings of a vocabulary this large are not fine-tuned
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -244,8 +246,21 @@ def _load(folder: str | Path, kind: str, device: str, **kwargs: Any) -> tuple[An
     device = resolve_device(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = auto.from_pretrained(folder, local_files_only=True, **kwargs)
+    model.float()  # an fp16 folder (the converted e5) trains and evaluates in fp32
     model.to(device).eval()
     return model, tokenizer, device
+
+
+def freeze_large_vocabulary(model: Any, min_vocab: int = LARGE_VOCAB) -> bool:
+    """Freeze the word embeddings of a model with a large vocabulary (multilingual-e5:
+    250k pieces, 96 M of its 118 M parameters): a project's few hundred examples cannot
+    train them, and the optimizer state for them would cost gigabytes. Returns whether it
+    froze them."""
+    embeddings = model.get_input_embeddings()
+    if embeddings is None or embeddings.weight.shape[0] < min_vocab:
+        return False
+    embeddings.weight.requires_grad_(False)
+    return True
 
 
 def _train_loop(
@@ -263,7 +278,8 @@ def _train_loop(
 
     rng = np.random.default_rng(seed)
     steps = max(1, epochs * math.ceil(n / batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     model.to(device)
     model.train()
@@ -272,7 +288,7 @@ def _train_loop(
         for idx in _shuffled_batches(n, batch_size, rng):
             loss = model(**make_batch(idx).to(device)).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
@@ -299,12 +315,16 @@ def train_classifier(
     device: str = "auto",
     name: str = "classifier",
     languages: Sequence[str] | None = None,
+    good_label: str = "good",
 ) -> TrainReport:
     """Fine-tune a sequence classifier and save it to ``out_dir/<version>/``.
 
     With ``pairs`` the model reads (text, pair) — (item, answer) for text tasks, labels
-    such as ``good``/``bad`` — and the checker uses it on text answers; without, it
-    predicts the label of an item text (choice/image/multi tasks).
+    such as ``good``/``bad`` — and the checker uses it on text answers, with accept/reject
+    thresholds on ``p(good_label)`` calibrated on the held-out split
+    (:func:`~polycrowd.models.calibration.calibrate`); without, it predicts the label of
+    an item text (choice/image/multi tasks). The base model's word embeddings stay frozen
+    when its vocabulary is large (:func:`freeze_large_vocabulary`).
     """
     import torch
 
@@ -319,6 +339,7 @@ def train_classifier(
     base, out = _base(base_model_path), Path(out_dir)
     torch.manual_seed(seed)
     model, tokenizer, device = _load(base, "classifier", device, **_head_args(names))
+    freeze_large_vocabulary(model)
     train_idx, test_idx = stratified_split(labels, test_size, seed)
 
     def make_batch(idx: list[int]) -> Any:
@@ -342,7 +363,7 @@ def train_classifier(
         seed=seed,
         device=device,
     )
-    predicted = _predict_labels(
+    probs = classify(
         model,
         tokenizer,
         [texts[i] for i in test_idx],
@@ -350,6 +371,7 @@ def train_classifier(
         device,
         max_length,
     )
+    predicted = [names[int(j)] for j in probs.argmax(axis=1)]
     per_class, macro, accuracy = classification_report(
         [labels[i] for i in test_idx], predicted, names
     )
@@ -364,7 +386,21 @@ def train_classifier(
         len(train_idx),
         len(test_idx),
     )
-    extra = {"input": "item" if pairs is None else "pair", "max_length": max_length}
+    extra: dict[str, Any] = {
+        "input": "item" if pairs is None else "pair",
+        "max_length": max_length,
+    }
+    good = good_label if good_label in label2id else None
+    if pairs is not None and good is not None and len(names) == 2:
+        # text answers: accept/reject thresholds on p(good), calibrated on the held-out split
+        p_good = probs[:, label2id[good]].tolist()
+        good_scores = [p for p, i in zip(p_good, test_idx, strict=True) if labels[i] == good]
+        bad_scores = [p for p, i in zip(p_good, test_idx, strict=True) if labels[i] != good]
+        if good_scores:
+            cal = calibrate(good_scores, bad_scores)
+            extra["good_label"] = good
+            extra["thresholds"] = {"classifier": cal.thresholds()}
+            extra["calibration"] = asdict(cal)
     return _save(model, tokenizer, out, report, base, epochs, seed, languages, extra)
 
 
@@ -450,6 +486,7 @@ def train_tagger(
     base, out = _base(base_model_path), Path(out_dir)
     torch.manual_seed(seed)
     model, tokenizer, device = _load(base, "tagger", device, **_head_args(names))
+    freeze_large_vocabulary(model)
     # stratify on the rarest entity type of each example ("O" when it has none)
     strata = [
         min((e for t in tags if (e := entity_of(t))), default="O", key=str) for tags in tags_list

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import IO, Any
 
+from polycrowd.engine.checking import embeddings
+from polycrowd.engine.domain import TaskType
 from polycrowd.engine.io import write_results
-from polycrowd.engine.results import aggregate_labels
+from polycrowd.engine.results import aggregate_labels, text_medoid
 from polycrowd.engine.services.context import EngineContext, load_project
 from polycrowd.engine.tasktypes import spec_of
 
@@ -24,6 +26,8 @@ class ResultsService:
             gold_rows = await tx.items.gold_labels(project_id)
         if not rows:
             return {"method": method, "items": 0}
+        if project.task_type is TaskType.TEXT:
+            return await self._text_results(project_id, rows, gold_rows)
         if not spec_of(project.task_type).categorical:
             return {"method": "online", "items": len({item for item, _, _ in rows})}
         out = await asyncio.to_thread(
@@ -55,6 +59,43 @@ class ResultsService:
                 ],
             )
         return {"method": out.method, "items": len(out.results), "alpha": out.alpha}
+
+    async def _text_results(
+        self,
+        project_id: int,
+        rows: list[tuple[int, int, str]],
+        gold_rows: list[tuple[int, str]],
+    ) -> dict[str, Any]:
+        """Free-text items: the medoid answer, by the checker's embeddings when it has a
+        model (cross-lingual, any wording), else by lexical similarity."""
+        per_item: dict[int, list[str]] = {}
+        for item, _, payload in rows:
+            per_item.setdefault(int(item), []).append(str(payload))
+        unique = list(dict.fromkeys(p for ps in per_item.values() for p in ps))
+        vectors = await embeddings(self.ctx.checker, unique)
+        where = {p: i for i, p in enumerate(unique)}
+        gold_ids = {int(item) for item, _ in gold_rows}
+        now, values, method = self.ctx.clock(), [], "medoid-lexical"
+        for item, answers in per_item.items():
+            vecs = None if vectors is None else [vectors[where[a]] for a in answers]
+            res = text_medoid(answers, vecs)
+            method = res.method
+            if item not in gold_ids:
+                values.append(
+                    (
+                        item,
+                        project_id,
+                        res.label,
+                        res.method,
+                        res.agreement,
+                        res.agreement,
+                        len(answers),
+                        now,
+                    )
+                )
+        async with self.ctx.db.transaction() as tx:
+            await tx.results.save_many(values)
+        return {"method": method, "items": len(per_item)}
 
     async def training_examples(self, project_id: int) -> list[tuple[str, str]]:
         """(item text, label) from gold items and confident results, for the checker."""
