@@ -29,7 +29,7 @@ MAX_DATA_URI_CHARS = 65_536  # inline images are for small pictures: they live i
 MAX_URL_CHARS = 2048
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: C:\ is a path
-_DATA = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,([A-Za-z0-9+/=\s]*)$", re.I)
+_DATA = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,(.*)$", re.I | re.S)
 HINT = "use a file path, an http(s) URL or a data:image/...;base64 URI"
 
 
