@@ -79,6 +79,7 @@ _STRING_FIELDS: Final = frozenset({
 _MAX_TEXT: Final = 4096
 _MAX_CAPTION: Final = 1024
 _MAX_CALLBACK_DATA: Final = 64
+_MEDIA_KEYS: Final = ("photo", "document", "audio", "video", "animation", "voice")
 
 _COMMAND_RE: Final = re.compile(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![\w@/])")
 _COMMAND_NAME_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
@@ -137,7 +138,8 @@ class Call:
 @dataclass(frozen=True, slots=True)
 class SentMessage:
     """A text message the bot sent (``sendMessage``) or edited (``editMessageText`` /
-    ``editMessageReplyMarkup``).  ``text`` is the text as the bot sent it (with markup),
+    ``editMessageReplyMarkup``), or a caption it edited (``editMessageCaption``: ``text`` is
+    then the caption).  ``text`` is the text as the bot sent it (with markup),
     ``plain`` the text Telegram shows (markup parsed away).  For a markup-only edit both are
     the message's current text.  ``chat_id``/``message_id`` are ``None`` for inline messages.
     """
@@ -647,6 +649,7 @@ class FakeTelegram:
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
+            "editMessageCaption": self._edit_message_caption,
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
@@ -1574,6 +1577,8 @@ class FakeTelegram:
             )
             return True
         chat_id, message_id, stored = self._editable(params)
+        if "text" not in stored.obj:
+            raise _bad("there is no text in the message to edit")
         if stored.raw_text == str(text) and stored.obj.get("reply_markup") == markup:
             raise _bad(
                 "message is not modified: specified new message content and reply markup are "
@@ -1588,6 +1593,45 @@ class FakeTelegram:
         self._sent.append(
             SentMessage(
                 "editMessageText", chat_id, message_id, str(text), plain, parse_mode, markup,
+                call.time,
+            )
+        )  # fmt: skip
+        return msg
+
+    async def _edit_message_caption(self, call: Call) -> JSON | bool:
+        params = call.params
+        caption = params.get("caption")
+        raw = "" if caption is None else str(caption)
+        parse_mode = params.get("parse_mode")
+        plain = (
+            self._render_checked(raw, parse_mode, _MAX_CAPTION, "message caption") if raw else ""
+        )
+        markup = self._check_markup(params.get("reply_markup"))
+        if params.get("inline_message_id"):
+            self._sent.append(
+                SentMessage(
+                    "editMessageCaption", None, None, raw, plain, parse_mode, markup, call.time
+                )
+            )
+            return True
+        chat_id, message_id, stored = self._editable(params)
+        if not any(k in stored.obj for k in _MEDIA_KEYS):
+            raise _bad("there is no caption in the message to edit")
+        if (stored.raw_text or "") == raw and stored.obj.get("reply_markup") == markup:
+            raise _bad(
+                "message is not modified: specified new message content and reply markup are "
+                "exactly the same as a current content and reply markup of the message"
+            )
+        msg = {k: v for k, v in stored.obj.items() if k not in ("reply_markup", "caption")}
+        if plain:
+            msg["caption"] = plain
+        msg["edit_date"] = _now()
+        if markup is not None:
+            msg["reply_markup"] = markup
+        self._store(chat_id, msg, raw or None, parse_mode)
+        self._sent.append(
+            SentMessage(
+                "editMessageCaption", chat_id, message_id, raw, plain, parse_mode, markup,
                 call.time,
             )
         )  # fmt: skip

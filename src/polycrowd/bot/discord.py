@@ -18,6 +18,8 @@ values, lets the :class:`~polycrowd.handlers.common.Dispatcher` answer them, and
   and spans tasks get an *Answer* button (``pcq:<assignment>``) that opens a modal whose
   submission becomes a TEXT event. Anything else that matches no template is answered with
   "This button is no longer valid.".
+* **Images**: a task of an image project is an embed whose image is the item (its URL, or
+  the bytes attached as ``attachment://image.png``); an edit re-attaches it.
 * **Limits**: messages are split at 2000 characters, embeds are used only when they fit, at
   most 5 rows of 5 buttons (overflow goes to select menus), labels <= 80 characters and
   custom_ids <= 100 characters.
@@ -47,7 +49,7 @@ from discord import app_commands
 from discord.app_commands import locale_str
 
 from polycrowd.engine.types import Role
-from polycrowd.handlers.types import Button, Document, Event, EventKind, Reply
+from polycrowd.handlers.types import Button, Document, Event, EventKind, Photo, Reply
 from polycrowd.i18n import N_, Msg, Translator
 
 if TYPE_CHECKING:
@@ -257,6 +259,7 @@ class Outgoing:
     embed: discord.Embed | None = None
     rows: tuple[tuple[Component, ...], ...] = ()
     document: Document | None = None
+    photo: Photo | None = None  # the embed's image, attached when it is bytes
 
     def view(self) -> discord.ui.View | None:
         if not self.rows:
@@ -267,10 +270,14 @@ class Outgoing:
                 view.add_item(_item(c, n))
         return view
 
-    def file(self) -> discord.File | None:
-        if self.document is None:
-            return None
-        return discord.File(io.BytesIO(self.document.content), filename=self.document.filename)
+    def files(self) -> list[discord.File]:
+        out = []
+        if self.photo is not None and not self.photo.url:
+            out.append(discord.File(io.BytesIO(self.photo.data), filename=self.photo.filename))
+        if self.document is not None:
+            content = io.BytesIO(self.document.content)
+            out.append(discord.File(content, filename=self.document.filename))
+        return out
 
     def send_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {}
@@ -281,18 +288,17 @@ class Outgoing:
         view = self.view()
         if view is not None:
             kw["view"] = view
-        file = self.file()
-        if file is not None:
-            kw["file"] = file
+        files = self.files()
+        if files:
+            kw["files"] = files
         return kw
 
     def edit_kwargs(self) -> dict[str, Any]:
-        file = self.file()
         return {
             "content": self.content or None,
             "embeds": [self.embed] if self.embed is not None else [],
             "view": self.view(),
-            "attachments": [file] if file is not None else [],
+            "attachments": self.files(),
         }
 
 
@@ -401,13 +407,26 @@ class Renderer:
                 body = "\n".join(x for x in (title, desc) if x)
         else:
             body = self.translator.render_all(reply.parts, lang, esc)
-        if embed is not None:
-            return [Outgoing(embed=embed, rows=rows, document=reply.document)]
+        photo = reply.photo
+        if photo is not None:  # the image goes in an embed (one of its own if the text is long)
+            if embed is None:
+                embed = discord.Embed(colour=discord.Colour.blurple())
+            embed.set_image(url=photo.url or f"attachment://{photo.filename}")
+        if embed is not None and not body:
+            return [Outgoing(embed=embed, rows=rows, document=reply.document, photo=photo)]
         chunks = split_text(body)
-        if not chunks[-1].strip() and reply.document is None and not rows:
+        if not chunks[-1].strip() and reply.document is None and not rows and embed is None:
             chunks[-1] = "…"  # Discord refuses an empty message
         out = [Outgoing(content=c) for c in chunks[:-1] if c.strip()]
-        out.append(Outgoing(content=chunks[-1] or None, rows=rows, document=reply.document))
+        out.append(
+            Outgoing(
+                content=chunks[-1] or None,
+                embed=embed,
+                rows=rows,
+                document=reply.document,
+                photo=photo,
+            )
+        )
         return out
 
     def components(

@@ -2,8 +2,9 @@
 
 Used by ``polycrowd demo`` and by tests. Each user has a private chat; messages are
 rendered in the user's language through the same catalogs the real bots use, buttons are
-kept with their data so a test (or a simulated worker) can press them, and edits replace
-the message a button belonged to.
+kept with their data so a test (or a simulated worker) can press them, edits replace
+the message a button belonged to, and a task's image is kept on its message as ``photo``
+(an edit keeps it, as a caption edit does on Telegram).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from polycrowd.handlers.common import Dispatcher
-from polycrowd.handlers.types import Button, Document, Event, EventKind, Reply
+from polycrowd.handlers.types import Button, Document, Event, EventKind, Photo, Reply
 from polycrowd.i18n import Translator
 
 PLATFORM = "memory"
@@ -28,6 +29,7 @@ class ChatMessage:
     document: Document | None
     reply: Reply
     edited: int = 0
+    photo: Photo | None = None
 
     def button(self, label: str | None = None, data_prefix: str | None = None) -> str:
         """The data of the first button whose label or data matches."""
@@ -134,9 +136,12 @@ class MemoryChat:
             for msg in history:
                 if str(msg.id) == edit_of:
                     msg.text, msg.buttons, msg.reply = text, buttons, reply
+                    msg.photo = reply.photo or msg.photo
                     msg.edited += 1
                     return msg
-        msg = ChatMessage(next(self._ids), chat_id, text, buttons, reply.document, reply)
+        msg = ChatMessage(
+            next(self._ids), chat_id, text, buttons, reply.document, reply, photo=reply.photo
+        )
         history.append(msg)
         return msg
 

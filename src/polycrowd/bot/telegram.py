@@ -12,6 +12,10 @@
   message the button belonged to (a new message when that fails);
 * documents are sent with ``sendDocument``; uploads are checked against
   ``max_upload_bytes`` *before* they are downloaded;
+* a reply with a photo (a task of an image project) is sent with ``sendPhoto``, the text as
+  its caption and the buttons under it; a text over the 1024-character caption limit goes in
+  a text message after the photo, with the buttons. Edits of a captioned photo use
+  ``editMessageCaption``;
 * a plain reply followed by another message to the same chat is sent as one message (a
   verdict and the next task arrive together), which halves the messages a worker costs
   against Telegram's one-message-per-second-per-chat limit.
@@ -68,7 +72,7 @@ from polycrowd.bot.outbound import (
     redact,
 )
 from polycrowd.engine.types import Role
-from polycrowd.handlers.types import Button, Document, Event, EventKind, Reply
+from polycrowd.handlers.types import Button, Document, Event, EventKind, Photo, Reply
 from polycrowd.i18n import N_, Msg
 
 if TYPE_CHECKING:
@@ -231,10 +235,16 @@ class Outgoing:
     markup: Markup | None = None  # an inline keyboard as Bot API JSON
     document: Document | None = None
     edit_of: int | None = None  # edit this message instead of sending a new one
+    photo: Photo | None = None
 
     @property
     def plain(self) -> bool:
-        return self.markup is None and self.document is None and self.edit_of is None
+        return (
+            self.markup is None
+            and self.document is None
+            and self.photo is None
+            and self.edit_of is None
+        )
 
 
 def chat_ref(chat_id: str | int) -> int | str:
@@ -587,6 +597,7 @@ class TelegramAdapter:
             markup=self.keyboard(reply.buttons, lang),
             document=reply.document,
             edit_of=edit_of,
+            photo=reply.photo,
         )
 
     def keyboard(self, rows: Sequence[Sequence[Button]], lang: str) -> Markup | None:
@@ -645,6 +656,8 @@ class TelegramAdapter:
             log.info("cannot write to chat %s: %s", out.chat_id, exc)
 
     async def _post(self, out: Outgoing) -> None:
+        if out.photo is not None and await self._post_photo(out, out.photo):
+            return
         bot = self.application.bot
         chunks = split_text(out.text) if out.text else []
         caption = (
@@ -675,17 +688,78 @@ class TelegramAdapter:
                 api_kwargs=_markup(out.markup),
             )
 
-    async def _edit(self, out: Outgoing, text: str, markup: Markup | None) -> bool:
-        """Edit the message a button belonged to; False when a new message must be sent."""
-        assert out.edit_of is not None
+    async def _post_photo(self, out: Outgoing, photo: Photo) -> bool:
+        """A photo with the text as its caption and the buttons under it (an edit changes the
+        caption). A longer text follows the photo as text messages carrying the buttons (and
+        an edit then changes that text). False: send it as text (the photo was refused)."""
+        fits = bool(out.text) and text_units(out.text) <= MAX_CAPTION
+        if out.edit_of is not None:
+            if fits and await self._edit(out, out.text, out.markup, caption=True):
+                return True
+            if out.text and await self._edit(out, out.text, out.markup):
+                return True  # the buttons were on the text after an uncaptioned photo
+            out.edit_of = None
+        if fits:
+            return await self._send_photo(out.chat_id, photo, out.text, out.markup)
+        if not await self._send_photo(out.chat_id, photo, None, None):
+            return False
+        if out.text:
+            chunks = split_text(out.text)
+            for i, chunk in enumerate(chunks):
+                markup = out.markup if i == len(chunks) - 1 else None
+                await self._send_text(out.chat_id, chunk, markup)
+        return True
+
+    async def _send_photo(
+        self, chat_id: int | str, photo: Photo, caption: str | None, markup: Markup | None
+    ) -> bool:
+        bot = self.application.bot
+        media: InputFile | str = photo.url or InputFile(photo.data, filename=photo.filename)
         try:
-            await self.application.bot.edit_message_text(
-                text,
-                chat_id=out.chat_id,
-                message_id=out.edit_of,
-                parse_mode=ParseMode.HTML,
-                api_kwargs=_markup(markup),
-            )
+            try:
+                await bot.send_photo(
+                    chat_id,
+                    media,
+                    caption=caption,
+                    parse_mode=ParseMode.HTML if caption else None,
+                    api_kwargs=_markup(markup),
+                )
+            except BadRequest as exc:
+                if caption is None or "can't parse entities" not in exc.message:
+                    raise
+                log.warning("HTML refused in chat %s (%s); sending plain text", chat_id, exc)
+                await bot.send_photo(
+                    chat_id, media, caption=html.unescape(caption), api_kwargs=_markup(markup)
+                )
+        except BadRequest as exc:  # an unreachable URL, a picture Telegram will not take
+            log.warning("photo %s refused in chat %s: %s", photo.filename, chat_id, exc)
+            return False
+        return True
+
+    async def _edit(
+        self, out: Outgoing, text: str, markup: Markup | None, *, caption: bool = False
+    ) -> bool:
+        """Edit the message a button belonged to (its caption when ``caption``); False when a
+        new message must be sent."""
+        assert out.edit_of is not None
+        bot = self.application.bot
+        try:
+            if caption:
+                await bot.edit_message_caption(
+                    chat_id=out.chat_id,
+                    message_id=out.edit_of,
+                    caption=text,
+                    parse_mode=ParseMode.HTML,
+                    api_kwargs=_markup(markup),
+                )
+            else:
+                await bot.edit_message_text(
+                    text,
+                    chat_id=out.chat_id,
+                    message_id=out.edit_of,
+                    parse_mode=ParseMode.HTML,
+                    api_kwargs=_markup(markup),
+                )
         except BadRequest as exc:
             if "not modified" in exc.message:
                 return True

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import yaml
 
+from polycrowd.engine import images
 from polycrowd.engine.tasktypes import spec_of
 from polycrowd.engine.types import TaskType
 
@@ -290,16 +291,33 @@ ID_KEYS = ("id", "item", "external_id")
 TEXT_KEYS = ("text", "content", "image", "url")
 
 
+@dataclass(frozen=True, slots=True)
+class ImageItems:
+    """Items are image references (an ``image`` project), relative to ``base_dir``: the items
+    file's folder, None for an upload (see :mod:`polycrowd.engine.images`)."""
+
+    base_dir: Path | None
+
+
 def _row_to_item(
-    line: int, rec: Mapping[str, Any], spec_langs: tuple[str, ...], labels: tuple[str, ...]
+    line: int,
+    rec: Mapping[str, Any],
+    spec_langs: tuple[str, ...],
+    labels: tuple[str, ...],
+    image_items: ImageItems | None = None,
 ) -> ItemRow | RowError:
     ext = next((str(rec[k]).strip() for k in ID_KEYS if rec.get(k) not in (None, "")), "")
     content = next((str(rec[k]) for k in TEXT_KEYS if rec.get(k) not in (None, "")), "")
     if not ext:
         return RowError(line, "missing id")
     if not content.strip():
-        return RowError(line, "missing text")
-    if len(content) > MAX_ITEM_CHARS:
+        return RowError(line, "missing image" if image_items else "missing text")
+    if image_items is not None:
+        try:
+            content = images.check_ref(content, image_items.base_dir)
+        except images.ImageRefError as exc:
+            return RowError(line, str(exc))
+    elif len(content) > MAX_ITEM_CHARS:
         return RowError(line, f"text longer than {MAX_ITEM_CHARS} characters")
     lang = str(rec.get("lang") or rec.get("language") or spec_langs[0]).strip().lower()
     if lang not in spec_langs:
@@ -370,8 +388,16 @@ def read_items(
     labels: tuple[str, ...],
     fmt: str | None = None,
     name: str = "",
+    *,
+    image_items: bool = False,
 ) -> Iterator[list[ItemRow]]:
-    """Stream items in chunks. Raises ItemsError (after reading to the end) on bad rows."""
+    """Stream items in chunks. Raises ItemsError (after reading to the end) on bad rows.
+
+    With ``image_items`` each item is an image reference, checked by
+    :func:`polycrowd.engine.images.check_ref` (file paths relative to the items file).
+    """
+    base_dir = None if isinstance(source, bytes) else Path(source).resolve().parent
+    refs = ImageItems(base_dir) if image_items else None
     if isinstance(source, bytes):
         try:
             text = source.decode("utf-8-sig")
@@ -399,7 +425,7 @@ def read_items(
                 parsed = (
                     RowError(line, rec)
                     if isinstance(rec, str)
-                    else _row_to_item(line, rec, spec_langs, labels)
+                    else _row_to_item(line, rec, spec_langs, labels, refs)
                 )
                 if isinstance(parsed, ItemRow) and parsed.external_id in seen:
                     parsed = RowError(line, f"duplicate id '{parsed.external_id}'")

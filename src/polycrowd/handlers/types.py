@@ -27,6 +27,16 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
+class Photo:
+    """An image to show with a message: its bytes, or a URL the platform fetches itself.
+    The message's text becomes its caption where the platform allows one."""
+
+    filename: str  # e.g. image.png (Discord embeds refer to it as attachment://image.png)
+    data: bytes = b""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     platform: str  # telegram | discord | memory
     user_id: str  # the platform's user id
@@ -57,6 +67,7 @@ class Reply:
     chat_id: str = ""  # "" = the chat the event came from
     platform: str = ""  # "" = the event's platform
     document: Document | None = None
+    photo: Photo | None = None  # a task of an image project; kept when the message is edited
     edit: bool = False  # replace the message the button belonged to
     ephemeral: bool = False  # only the user sees it (Discord); private data
     expects_text: bool = False  # the answer is free text (Discord opens a modal)

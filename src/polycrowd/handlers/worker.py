@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING
 
+from polycrowd.engine import images
 from polycrowd.engine.core import SubmitResult
 from polycrowd.engine.tasktypes import Buttons, spec_of
-from polycrowd.engine.types import Role, Task
-from polycrowd.handlers.types import Button, Document, Event, Reply
+from polycrowd.engine.types import Role, Task, TaskType
+from polycrowd.handlers.types import Button, Document, Event, Photo, Reply
 from polycrowd.i18n import N_, Msg
 
 if TYPE_CHECKING:
     from polycrowd.handlers.common import Context, Dispatcher
 
+log = logging.getLogger(__name__)
 LANGUAGE_NAMES = {
     "en": "English",
     "es": "Español",
@@ -128,10 +132,13 @@ async def language_done(ctx: Context, event: Event) -> list[Reply]:
 # Tasks -----------------------------------------------------------------------------------
 
 
-def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
+def render_task(
+    task: Task, lang: str, *, answer: str | None = None, photo: Photo | None = None
+) -> Reply:
     """The task in the worker's language ``lang``: instructions in that language, else in the
     item's, else in the source language with a note; label buttons by their translated
-    names (the button data keeps the canonical label's index)."""
+    names (the button data keeps the canonical label's index). An image project's item is
+    ``photo`` (see :func:`task_photo`), shown with the text as its caption."""
     p, item = task.project, task.item
     instructions, shown = p.instructions_in(lang, item.lang)
     parts = [Msg(N_("Task for project “%(name)s”"), {"name": p.name})]
@@ -145,7 +152,10 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
                 {"language": LANGUAGE_NAMES.get(shown, shown)},
             )
         )
-    parts += [Msg.raw(instructions), Msg.raw("")]
+    parts.append(Msg.raw(instructions))
+    image = p.task_type is TaskType.IMAGE
+    if not image:
+        parts.append(Msg.raw(""))
 
     def name(label: str) -> str:
         return p.label_name(label, lang, item.lang)
@@ -164,13 +174,15 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
                 {"labels": ", ".join(p.labels)},
             )
         )
-    else:
+    elif not image:
         parts.append(Msg.raw(item.content))
+    elif photo is None:
+        parts.append(Msg(N_("The image of this task cannot be shown. Please press Skip.")))
     if answer is not None:
         if p.task_type.has_buttons:
             answer = "|".join(name(x) for x in answer.split("|"))
         parts.append(Msg(N_("Your answer: %(answer)s"), {"answer": answer}))
-        return Reply(parts=tuple(parts), edit=True, kind="task")
+        return Reply(parts=tuple(parts), edit=True, kind="task", photo=photo)
     aid = task.assignment.id
     rows: list[tuple[Button, ...]] = []
     if hints.buttons is Buttons.LABELS:
@@ -186,7 +198,26 @@ def render_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
         buttons=tuple(rows),
         kind="task",
         expects_text=hints.expects_text,
+        photo=photo,
     )
+
+
+async def task_photo(task: Task) -> Photo | None:
+    """The item's image for a task of an image project (a file is read in a worker thread);
+    None for other projects, or when the image cannot be read any more (logged)."""
+    if task.project.task_type is not TaskType.IMAGE:
+        return None
+    try:
+        image = await asyncio.to_thread(images.load, task.item.content)
+    except images.ImageRefError as exc:
+        log.warning("item %s of project %s: %s", task.item.id, task.project.id, exc)
+        return None
+    return Photo(image.filename, image.data, image.url)
+
+
+async def show_task(task: Task, lang: str, *, answer: str | None = None) -> Reply:
+    """:func:`render_task` with the item's image, when it has one."""
+    return render_task(task, lang, answer=answer, photo=await task_photo(task))
 
 
 def _multi_rows(task: Task, mask: int, lang: str) -> tuple[tuple[Button, ...], ...]:
@@ -221,7 +252,7 @@ async def _next(ctx: Context, event: Event) -> list[Reply]:
                 Msg(N_("No tasks for you right now. I will remind you when there are.")), *notes
             )
         ]
-    return [render_task(t, ctx.lang)]
+    return [await show_task(t, ctx.lang)]
 
 
 async def task(ctx: Context, event: Event) -> list[Reply]:
@@ -277,9 +308,9 @@ async def multi_toggle(ctx: Context, event: Event) -> list[Reply]:
     mask = _int_part(event.data, 2)
     if t is None or mask is None or not 0 <= mask < (1 << MAX_MULTI_LABELS):
         return [Reply.of(Msg(N_("This button is no longer valid.")), alert=True)]
-    shown = render_task(t, ctx.lang)
+    shown = await show_task(t, ctx.lang)
     rows = _multi_rows(t, mask, ctx.lang)
-    return [Reply(parts=shown.parts, buttons=rows, edit=True, kind="task")]
+    return [Reply(parts=shown.parts, buttons=rows, edit=True, kind="task", photo=shown.photo)]
 
 
 async def multi_submit(ctx: Context, event: Event) -> list[Reply]:
@@ -304,10 +335,13 @@ async def submit(ctx: Context, event: Event, t: Task, payload: str) -> list[Repl
     result = await ctx.engine.submit(ctx.user.id, t.assignment.id, payload)
     if result.status == "duplicate":
         return [Reply.of(Msg(N_("You already answered this task.")), alert=True)]
-    replies = [render_task(t, ctx.lang, answer=payload)] if t.project.task_type.has_buttons else []
+    photo = await task_photo(t)
+    replies = []
+    if t.project.task_type.has_buttons:
+        replies.append(render_task(t, ctx.lang, answer=payload, photo=photo))
     replies.append(verdict_reply(result))
     if result.status == "retry":
-        again = render_task(t, ctx.lang)
+        again = render_task(t, ctx.lang, photo=photo)
         return [*replies, again]
     return [*replies, *await _next(ctx, event)]
 
@@ -456,4 +490,12 @@ async def cancel(ctx: Context, event: Event) -> list[Reply]:
     return [ctx.text(N_("Cancelled."))]
 
 
-__all__ = ["LANGUAGE_NAMES", "Role", "money", "register", "render_task"]
+__all__ = [
+    "LANGUAGE_NAMES",
+    "Role",
+    "money",
+    "register",
+    "render_task",
+    "show_task",
+    "task_photo",
+]

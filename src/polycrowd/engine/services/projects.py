@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from polycrowd.engine.aggregation import encode, krippendorff_alpha
-from polycrowd.engine.domain import ProjectState
+from polycrowd.engine.domain import ProjectState, TaskType
 from polycrowd.engine.errors import Conflict, Forbidden
 from polycrowd.engine.io import InputError, ItemRow, ProjectSpec, read_items
 from polycrowd.engine.services.context import EngineContext, load_project, load_user
@@ -111,7 +111,14 @@ class ProjectsService:
         project = await self.get_project(project_id)
         if project.state == ProjectState.DONE:
             raise Conflict(N_("Project %(id)s is finished."), id=project_id)
-        chunks = read_items(source, project.languages, project.labels, fmt, name)
+        chunks = read_items(
+            source,
+            project.languages,
+            project.labels,
+            fmt,
+            name,
+            image_items=project.task_type is TaskType.IMAGE,
+        )
         imported = gold = 0
         now = self.ctx.clock()
         async with self.ctx.db.transaction() as tx:
