@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -139,6 +138,11 @@ def _parser() -> argparse.ArgumentParser:
         "backup", "Copy the database safely while the bot runs.", "polycrowd backup backup.db"
     )
     bk.add_argument("output")
+
+    from polycrowd import cli_report, cli_web
+
+    cli_report.add_parser(cmd)
+    cli_web.add_parser(cmd)
     return p
 
 
@@ -371,10 +375,9 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.bot.app import run
+    from polycrowd.logs import setup_logging
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)
     asyncio.run(run(settings))
     return 0
 
@@ -396,7 +399,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "user": _user,
     "backup": _backup,
     "checker": _checker,
+    "report": lambda a, s: _lazy("polycrowd.cli_report", "report_command")(a, s),
+    "serve": lambda a, s: _lazy("polycrowd.cli_web", "serve_command")(a, s),
 }
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace, Settings], int]:
+    import importlib
+
+    fn: Callable[[argparse.Namespace, Settings], int] = getattr(
+        importlib.import_module(module), name
+    )
+    return fn
 
 
 def main(argv: Sequence[str] | None = None) -> int:

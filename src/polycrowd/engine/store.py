@@ -11,6 +11,7 @@ the seam a PostgreSQL backend replaces.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -20,9 +21,10 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-# version -> SQL applied to go from version-1 to version. Version 1 is schema.sql.
+# version -> SQL applied to go from version-1 to version. schema.sql holds every version:
+# the part before its first "-- @version N" line is version 1, each marked part version N.
 MIGRATIONS: dict[int, str] = {}
 
 
@@ -145,7 +147,7 @@ class Database:
                     f"database schema {current} is newer than this polycrowd ({SCHEMA_VERSION})"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                sql = _schema_sql() if version == 1 else MIGRATIONS[version]
+                sql = MIGRATIONS.get(version) or _schema_part(version)
                 for statement in _split_sql(sql):
                     await tx.run(statement)
                 await tx.run(
@@ -160,6 +162,15 @@ class Database:
 
 def _schema_sql() -> str:
     return resources.files("polycrowd.engine").joinpath("schema.sql").read_text("utf-8")
+
+
+def _schema_part(version: int) -> str:
+    """The statements of one schema version (see MIGRATIONS)."""
+    parts = re.split(r"^-- @version (\d+)\b.*$", _schema_sql(), flags=re.MULTILINE)
+    by_version = {1: parts[0]} | {
+        int(v): sql for v, sql in zip(parts[1::2], parts[2::2], strict=True)
+    }
+    return by_version[version]
 
 
 def _split_sql(script: str) -> list[str]:
