@@ -198,7 +198,7 @@ def _time_axis(ax: Axes, times: Sequence[float]) -> list[Any]:
     import matplotlib.dates as mdates
 
     stamps = [dt.datetime.fromtimestamp(t, dt.UTC) for t in times]
-    locator = mdates.AutoDateLocator(maxticks=4)  # type: ignore[no-untyped-call]
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=5)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     concise = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(concise)

@@ -39,6 +39,7 @@ from polycrowd.web.texts import texts
 log = logging.getLogger(__name__)
 
 COOKIE = "pc_session"
+DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
 CHART_TTL = 60.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self' data:;"
@@ -94,7 +95,7 @@ def make_app(
         env,
     )
     app = web.Application(middlewares=[_headers])
-    app["dashboard"] = dash
+    app[DASHBOARD] = dash
 
     def page(fn: Page, role: Role = Role.REQUESTER) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -134,8 +135,7 @@ async def _headers(
 
 
 def _dash(request: web.Request) -> Dashboard:
-    dash: Dashboard = request.app["dashboard"]
-    return dash
+    return request.app[DASHBOARD]
 
 
 async def _login(request: web.Request, dash: Dashboard) -> Login | None:
