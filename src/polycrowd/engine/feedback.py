@@ -384,7 +384,7 @@ class FeedbackStore:
                 r = await tx.one(
                     "SELECT COUNT(*) AS n, SUM(correct IS NOT NULL) AS g, SUM(correct = 1) AS gk,"
                     f" SUM(status IN {COUNTED}) AS ok FROM answers"
-                    " WHERE worker_id = ? AND created_at >= ? AND created_at < ?",
+                    " WHERE worker_id = ? AND created_at > ? AND created_at <= ?",
                     (user_id, start, end),
                 )
                 assert r is not None
