@@ -180,4 +180,3 @@ async def test_worker_digest_reads_this_week_and_the_one_before(
     clock.advance(7 * 24 * 3600 + 10)
     d = await FeedbackStore(world.app.db, clock).worker_digest(user.id)
     assert d.answers == 0 and d.accuracy is None and d.previous == 1.0
-

@@ -237,13 +237,13 @@ def moderator_digest_reply(d: ModeratorDigest) -> Reply:
             N_("Open flags: %(flags)s (%(workers)s workers)"),
             {"flags": d.flags, "workers": d.flagged_workers},
         ),
-        Msg(N_("Appeals waiting: %(n)s"), {"n": d.appeals}),
+        Msg(N_("Appeals waiting: %(count)s"), {"count": d.appeals}),
         Msg(
-            N_("Checker accuracy on gold: %(acc)s of %(n)s"),
-            {"acc": percent(d.checker_gold_accuracy), "n": d.checker_gold_seen},
+            N_("Checker accuracy on gold: %(acc)s of %(count)s"),
+            {"acc": percent(d.checker_gold_accuracy), "count": d.checker_gold_seen},
         ),
         Msg(
-            N_("Payouts to approve: %(n)s, total %(total)s"),
-            {"n": d.payouts, "total": money(d.payout_total)},
+            N_("Payouts to approve: %(count)s, total %(total)s"),
+            {"count": d.payouts, "total": money(d.payout_total)},
         ),
     )
