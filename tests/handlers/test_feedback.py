@@ -31,6 +31,7 @@ async def test_ask_answer_round_trip_and_faq(world: World) -> None:
     await world.live_project()
     ann = await world.worker(1)
     [task] = await chat.command(ann, "/task")
+    assert task.reply.kind == "task"
     [ack, to_requester] = await chat.command(ann, "/ask Is a kitten a cat?")
     assert "question was sent" in ack.text
     assert to_requester.chat_id == "u1"
