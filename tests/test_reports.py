@@ -101,3 +101,18 @@ def test_cli_report_writes_the_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     assert png_size((out / "progress.png").read_bytes()) == (WIDTH_PX, HEIGHT_PX)
     assert (out / "report.html").stat().st_size > 50_000
     assert main(["report", "999", "--output", str(out), "--db", str(db_path)]) == 2
+
+
+async def test_human_answers_saved_when_the_model_was_in_the_loop(
+    engine: Engine, clock: FakeClock
+) -> None:
+    pid = await small_project(engine, clock)
+    # what the model-in-the-loop writes: results it settled with fewer human answers
+    async with engine.db.transaction() as tx:
+        await tx.run(
+            "UPDATE results SET method = 'model+mv', answers = 1 WHERE project_id = ?", (pid,)
+        )
+    report = await build_report(engine, pid, Translator(), "pt")
+    saved = next(c for c in report.charts if c.name == "saved")
+    assert saved.title == "Respostas humanas poupadas pelo modelo"
+    assert png_size(saved.png) == (WIDTH_PX, HEIGHT_PX) and len(saved.png) > 10_000

@@ -18,7 +18,7 @@ from polycrowd.settings import Settings
 # Telegram bot tokens (123456:AA...), Discord tokens (three dot-separated base64 parts),
 # and token=/session= query or cookie values.
 _SECRETS = (
-    re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b"),
+    re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\b[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{20,}\b"),
     re.compile(r"(?i)((?:token|session|secret)=)[^&\s;\"']+"),
 )

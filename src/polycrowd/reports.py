@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 WIDTH_PX = 1080
 HEIGHT_PX = 880
 DPI = 120
+TITLE_CHARS = 34  # a 28 pt bold title line across 1080 px
 BLUE, ORANGE, GREY = "#1f6fb2", "#e07b00", "#8a8a8a"
 
 TITLES = {
@@ -157,7 +159,8 @@ def render_charts(data: ReportData, translator: Translator, lang: str) -> list[C
             continue
         title = translator.render(Msg(TITLES[title_key]), lang)
         if text:
-            fig.suptitle(title, fontsize=30, fontweight="bold", x=0.04, ha="left")
+            wrapped = textwrap.fill(title, TITLE_CHARS)  # long translations stay inside
+            fig.suptitle(wrapped, fontsize=28, fontweight="bold", x=0.03, ha="left")
         out.append(Chart(name, title, _png(fig)))
     return out
 
