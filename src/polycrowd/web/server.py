@@ -15,6 +15,7 @@ The same application serves ``/metrics`` (Prometheus text) and ``/healthz``; it 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import logging
@@ -59,7 +60,21 @@ class Dashboard:
     metrics: Metrics
     store: FeedbackStore
     env: Any  # jinja2.Environment
-    charts: dict[int, tuple[float, list[dict[str, str]]]] = field(default_factory=dict)
+    # (project, language) -> (when drawn, report): charts cost CPU, a reload within a minute
+    # reuses them
+    reports: dict[tuple[int, str], tuple[float, Any]] = field(default_factory=dict)
+
+    async def report(self, project_id: int, lang: str) -> Any:
+        from polycrowd.reports import build_report
+
+        now = time.monotonic()
+        cached = self.reports.get((project_id, lang))
+        if cached is not None and now - cached[0] < CHART_TTL:
+            return cached[1]
+        report = await build_report(self.engine, project_id, self.translator, lang)
+        self.reports = {k: v for k, v in self.reports.items() if now - v[0] < CHART_TTL}
+        self.reports[(project_id, lang)] = (now, report)
+        return report
 
     @property
     def secure(self) -> bool:
@@ -287,14 +302,13 @@ async def projects_page(
 async def project_page(
     request: web.Request, dash: Dashboard, login: Login, lang: str
 ) -> web.Response:
-    from polycrowd.reports import build_report, summary_lines
+    from polycrowd.reports import summary_lines
 
     pid = int(request.match_info["id"])
     project = await dash.engine.get_project(pid)
     if project.owner_id != login.user_id and not login.role.at_least(Role.MODERATOR):
         return _render(dash, "message.html", lang, status=403, kind="forbidden")
-    report = await build_report(dash.engine, pid, dash.translator, lang)
-    import base64
+    report = await dash.report(pid, lang)
 
     charts = [
         {"title": c.title, "src": "data:image/png;base64," + base64.b64encode(c.png).decode()}
