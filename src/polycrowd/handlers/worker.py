@@ -306,6 +306,9 @@ async def submit(ctx: Context, event: Event, t: Task, payload: str) -> list[Repl
         return [Reply.of(Msg(N_("You already answered this task.")), alert=True)]
     replies = [render_task(t, ctx.lang, answer=payload)] if t.project.task_type.has_buttons else []
     replies.append(verdict_reply(result))
+    from polycrowd.handlers.feedback import gold_feedback
+
+    replies += gold_feedback(t, result)
     if result.status == "retry":
         again = render_task(t, ctx.lang)
         return [*replies, again]
