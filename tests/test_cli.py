@@ -135,6 +135,8 @@ def test_every_command_has_help_with_an_example() -> None:
         "checker",
         "user",
         "backup",
+        "report",
+        "serve",
     ):
         proc = _run(cmd, "--help")
         assert proc.returncode == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -159,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     from polycrowd.cli_models import add_models_parser
 
     add_models_parser(sub, _fmt)
+
+    from polycrowd import cli_report, cli_web
+
+    cli_report.add_parser(cmd)
+    cli_web.add_parser(cmd)
     return p
 
 
@@ -388,10 +392,9 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.bot.app import run
+    from polycrowd.logs import setup_logging
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)
     asyncio.run(run(settings))
     return 0
 
@@ -434,7 +437,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "i18n": _i18n,
     "models": _models,
     "db": _db,
+    "report": lambda a, s: _lazy("polycrowd.cli_report", "report_command")(a, s),
+    "serve": lambda a, s: _lazy("polycrowd.cli_web", "serve_command")(a, s),
 }
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace, Settings], int]:
+    import importlib
+
+    fn: Callable[[argparse.Namespace, Settings], int] = getattr(
+        importlib.import_module(module), name
+    )
+    return fn
 
 
 def main(argv: Sequence[str] | None = None) -> int:

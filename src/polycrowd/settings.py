@@ -44,6 +44,10 @@ class Settings:
     expire_every_s: float = 30.0
     remind_after_s: float = 24 * 3600.0
     log_level: str = "INFO"
+    log_json: bool = False  # JSON lines on stderr (no tokens, no personal data)
+    dashboard_url: str = ""  # public base URL of `polycrowd serve`, for /dashboard links
+    metrics_port: int = 0  # >0: serve /metrics and /healthz beside `polycrowd run`
+    quiet_hours: str = "22-8"  # UTC hours when no digest is sent ("" = none)
 
     @classmethod
     def from_env(

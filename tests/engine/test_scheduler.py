@@ -57,7 +57,14 @@ async def test_scheduler_runs_jobs_and_shuts_down(engine: Engine, clock: FakeClo
     assert await sched.expire() == 1  # the job body, directly
     sched.start()
     try:
-        assert sched.jobs() == ["close_projects", "expire", "fraud", "remind"]
+        assert sched.jobs() == [
+            "close_projects",
+            "expire",
+            "fraud",
+            "moderator_digest",
+            "remind",
+            "worker_digest",
+        ]
     finally:
         sched.shutdown()
     assert sched.jobs() == []

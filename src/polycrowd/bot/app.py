@@ -11,7 +11,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from polycrowd.engine.checking import Checker
 from polycrowd.engine.core import Engine, EngineHooks, Flag
@@ -22,6 +22,7 @@ from polycrowd.handlers.common import Dispatcher
 from polycrowd.handlers.moderator import flag_card
 from polycrowd.handlers.types import Reply
 from polycrowd.i18n import N_, Msg, Translator
+from polycrowd.metrics import InstrumentedChecker, Metrics, database_collector, outbound_collector
 from polycrowd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class App:
     checker: Checker
     scheduler: Scheduler
     adapters: list[Adapter] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def add_adapter(self, adapter: Adapter) -> None:
@@ -136,13 +138,33 @@ async def build_app(
         start = getattr(checker, "start", None)
         if start is not None:
             await start()  # loads the model in its worker thread
+    metrics = Metrics()
+    checker = InstrumentedChecker(checker, metrics)
     hooks = EngineHooks()
     engine = engine_factory(db, checker, detector.detect, hooks=hooks)
     translator = translator or Translator(default=settings.default_language)
     dispatcher = Dispatcher(engine, settings, translator)
-    app = App(settings, db, engine, translator, dispatcher, checker, Scheduler(engine, settings))
+    app = App(
+        settings,
+        db,
+        engine,
+        translator,
+        dispatcher,
+        checker,
+        Scheduler(engine, settings),
+        metrics=metrics,
+    )
     hooks.on_flag.append(app.on_flag)
     app.scheduler.on_idle = app.remind
+    metrics.collect(database_collector(engine))
+    metrics.collect(
+        outbound_collector(
+            lambda: [(a.name, a.queue.stats) for a in app.adapters if hasattr(a, "queue")]
+        )
+    )
+    from polycrowd.bot.digests import wire_digests
+
+    wire_digests(app)
     return app
 
 
@@ -168,17 +190,33 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             " POLYCROWD_DISCORD_TOKEN; running the scheduler only"
         )
     started: list[Adapter] = []
+    ops: Any = None
     try:
         for adapter in app.adapters:
             await adapter.start()
             started.append(adapter)
             log.info("%s started", adapter.name)
         app.scheduler.start()
+        ops = await _start_ops(app)
         await stop.wait()
     finally:
+        if ops is not None:
+            await ops.cleanup()
         for adapter in reversed(started):
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping %s failed", adapter.name)
         await app.close()
+
+
+async def _start_ops(app: App) -> Any:
+    """The dashboard app with /metrics and /healthz beside the bots (POLYCROWD_METRICS_PORT)."""
+    if app.settings.metrics_port <= 0:
+        return None
+    from polycrowd.web.server import make_app, start_site
+
+    web_app = make_app(app.engine, app.settings, app.translator, app.metrics)
+    runner = await start_site(web_app, app.settings.webhook_listen, app.settings.metrics_port)
+    log.info("metrics on port %s", app.settings.metrics_port)
+    return runner

@@ -100,6 +100,8 @@ PRIVATE_COMMANDS = frozenset(
         "pause",
         "status",
         "export",
+        "report",
+        "dashboard",
         UPLOAD_COMMAND,
     }
 )
@@ -153,6 +155,16 @@ OPTIONS: Mapping[str, tuple[Option, ...]] = {
         Option("user", N_("The user: a mention, pseudonym or id"), kind="user", required=True),
     ),
     UPLOAD_COMMAND: (Option("file", N_("The file"), kind="file", required=True),),
+    "report": (Option("project", N_("Project number (default: the current project)")),),
+    "ask": (Option("text", N_("Your question"), required=True),),
+    "answer": (
+        Option("question", N_("The question's number"), required=True),
+        Option("text", N_("Your answer"), required=True),
+    ),
+    "faq": (
+        Option("action", N_("What to do: add"), required=True),
+        Option("question", N_("The question's number"), required=True),
+    ),
 }
 
 _ANNOTATIONS: Mapping[str, Any] = {

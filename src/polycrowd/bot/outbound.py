@@ -92,6 +92,7 @@ class OutboundStats:
     retried_429: int = 0
     retried_network: int = 0
     failed: int = 0
+    pending: int = 0  # calls queued for a slot or on the wire now (the queue's depth)
 
 
 class _Slots:
@@ -217,6 +218,21 @@ class OutboundQueue(BaseRateLimiter[int]):
         self._slots(self._chats, str(chat_id), lim.chat_per_s, lim.chat_burst).hold(until)
 
     async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Result]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Result:
+        self.stats.pending += 1
+        try:
+            return await self._process(callback, args, kwargs, endpoint, data, rate_limit_args)
+        finally:
+            self.stats.pending -= 1
+
+    async def _process(
         self,
         callback: Callable[..., Coroutine[Any, Any, Result]],
         args: Any,

@@ -31,6 +31,8 @@ from polycrowd.engine.events import EngineHooks, Flag
 from polycrowd.engine.io import ProjectSpec
 from polycrowd.engine.language import Detection
 from polycrowd.engine.services.context import EngineContext
+from polycrowd.engine.services.digests import WEEK, DigestService, ModeratorDigest, WorkerDigest
+from polycrowd.engine.services.feedback import LOGIN_TTL, FeedbackService, Login, Question
 from polycrowd.engine.services.fraud import FraudService
 from polycrowd.engine.services.maintenance import MaintenanceService
 from polycrowd.engine.services.moderation import ModerationService
@@ -41,11 +43,12 @@ from polycrowd.engine.services.projects import (
     ProjectsService,
     ProjectStatus,
 )
+from polycrowd.engine.services.reports import ReportFigures, ReportsService
 from polycrowd.engine.services.results import ResultsService
 from polycrowd.engine.services.scoring import ScoringService, SubmitResult
 from polycrowd.engine.services.tasks import TasksService
 from polycrowd.engine.services.users import LINK_TTL, UsersService, WorkerStats
-from polycrowd.engine.store.base import Diagnostics, Store
+from polycrowd.engine.store.base import Diagnostics, Store, Totals, WorkerSummary
 from polycrowd.engine.types import LedgerEntry, Project, Role, Task, User
 
 __all__ = [
@@ -91,6 +94,9 @@ class Engine:
         self.payments = PaymentsService(ctx, self.users)
         self.maintenance = MaintenanceService(ctx)
         self.results = ResultsService(ctx)
+        self.feedback = FeedbackService(ctx)
+        self.digests = DigestService(ctx)
+        self.reports = ReportsService(ctx)
 
     # The collaborators, replaceable after wiring (the demo and tests swap clock and rng).
 
@@ -366,3 +372,73 @@ class Engine:
 
     async def export(self, project_id: int, out: IO[str], fmt: str = "csv") -> int:
         return await self.results.export(project_id, out, fmt)
+
+    # Feedback: questions, FAQ, dashboard logins, digests, reports --------------------------
+
+    async def questions_since(self, worker_id: int, seconds: float) -> int:
+        """Questions the worker asked in the last ``seconds`` (for the rate limit)."""
+        return await self.feedback.questions_since(worker_id, seconds)
+
+    async def ask(
+        self, worker_id: int, project_id: int, item_id: int | None, lang: str, text: str
+    ) -> int:
+        return await self.feedback.ask(worker_id, project_id, item_id, lang, text)
+
+    async def question(self, question_id: int) -> Question:
+        return await self.feedback.question(question_id)
+
+    async def answer_question(self, question_id: int, by: int, text: str) -> Question:
+        return await self.feedback.answer(question_id, by, text)
+
+    async def pin_faq(self, question_id: int) -> None:
+        """Append an answered question to its project's instructions in its language."""
+        await self.feedback.pin_faq(question_id)
+
+    async def dashboard_login(self, user_id: int, role: Role, ttl: float = LOGIN_TTL) -> str:
+        """A one-time dashboard login token bound to the user's role."""
+        return await self.feedback.create_login(user_id, role, ttl)
+
+    async def redeem_dashboard_login(self, token: str) -> tuple[str, Login] | None:
+        """Spend a login token: (session token, login), or None."""
+        return await self.feedback.redeem_login(token)
+
+    async def dashboard_session(self, session: str) -> Login | None:
+        return await self.feedback.session(session)
+
+    async def end_dashboard_session(self, session: str) -> None:
+        await self.feedback.end_session(session)
+
+    async def digest_due(self, every: float = WEEK) -> list[int]:
+        """Workers due a weekly digest."""
+        return await self.digests.workers_due(every)
+
+    async def worker_digest(self, user_id: int) -> WorkerDigest:
+        return await self.digests.worker_digest(user_id)
+
+    async def moderator_digest(self) -> ModeratorDigest:
+        return await self.digests.moderator_digest()
+
+    async def digest_sent(self, kind: str, target: str) -> float | None:
+        """When a digest of ``kind`` last went to ``target``."""
+        return await self.digests.last_sent(kind, target)
+
+    async def mark_digest_sent(self, kind: str, targets: Sequence[str]) -> None:
+        await self.digests.mark_sent(kind, targets)
+
+    async def report_figures(self, project_id: int) -> ReportFigures:
+        """The aggregates a project's charts show."""
+        return await self.reports.figures(project_id)
+
+    async def worker_summaries(self, project_ids: Sequence[int] | None) -> list[WorkerSummary]:
+        return await self.reports.workers(project_ids)
+
+    async def open_appeals(self, project_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        return await self.reports.open_appeals(project_ids)
+
+    async def totals(self) -> Totals:
+        """Answers by status, credits and picks, for /metrics."""
+        return await self.reports.totals()
+
+    async def ping(self) -> bool:
+        """True when the store answers (for /healthz)."""
+        return await self.reports.ping()

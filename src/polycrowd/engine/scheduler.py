@@ -20,6 +20,9 @@ class Scheduler:
         self.settings = settings
         self.on_idle: Callable[[list[int]], Awaitable[None]] | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        from polycrowd.engine.digests import Digests
+
+        self.digests = Digests(engine, settings)
 
     async def expire(self) -> int:
         n = await self.engine.expire_assignments()
@@ -54,6 +57,8 @@ class Scheduler:
             (self.close_projects, "close_projects", max(every, 60.0)),
             (self.remind, "remind", max(every, 600.0)),
             (self.scan_fraud, "fraud", max(every, 600.0)),
+            (self.digests.workers, "worker_digest", 3600.0),
+            (self.digests.moderators, "moderator_digest", 3600.0),
         ]
         for job, name, seconds in jobs:
             sched.add_job(

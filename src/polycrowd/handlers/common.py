@@ -69,11 +69,12 @@ class Dispatcher:
         self.document_handler: Handler | None = None
         self.conversations: dict[int, Conversation] = {}
         self.current_project: dict[int, int] = {}  # requester -> project commands act on
-        from polycrowd.handlers import moderator, requester, worker
+        from polycrowd.handlers import feedback, moderator, requester, worker
 
         worker.register(self)
         requester.register(self)
         moderator.register(self)
+        feedback.register(self)
 
     def command(
         self, name: str, description: str, role: Role = Role.WORKER

@@ -340,6 +340,9 @@ async def submit(ctx: Context, event: Event, t: Task, payload: str) -> list[Repl
     if t.project.task_type.has_buttons:
         replies.append(render_task(t, ctx.lang, answer=payload, photo=photo))
     replies.append(verdict_reply(result))
+    from polycrowd.handlers.feedback import gold_feedback
+
+    replies += gold_feedback(t, result)
     if result.status == "retry":
         again = render_task(t, ctx.lang, photo=photo)
         return [*replies, again]

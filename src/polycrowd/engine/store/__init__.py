@@ -10,6 +10,7 @@ from typing import Any
 
 from polycrowd.engine.store.base import Diagnostics, Session, Store, StoreError, Transaction
 from polycrowd.engine.store.sqlite import Database, Row, Tx
+from polycrowd.engine.store.sqlite.database import SCHEMA_VERSION
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -28,6 +29,7 @@ async def open_store(url: str | Path, *, create: bool = True, **kw: Any) -> Stor
 
 
 __all__ = [
+    "SCHEMA_VERSION",
     "Database",
     "Diagnostics",
     "Row",

@@ -41,6 +41,11 @@ TABLES = (
     "processed_updates",
     "link_codes",
     "tokens",
+    "questions",
+    "faq_entries",
+    "dashboard_tokens",
+    "dashboard_sessions",
+    "digest_runs",
 )
 
 
@@ -105,6 +110,77 @@ class Diagnostics:
             "answer_statuses": dict(self.answer_statuses),
             "checker_versions": list(self.checker_versions),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionRow:
+    """A worker's question about a task, with the answer once there is one."""
+
+    id: int
+    worker_id: int
+    project_id: int
+    item_id: int | None
+    lang: str
+    text: str
+    answer: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRow:
+    """Whom a dashboard login token was made for, and that user's role and status now."""
+
+    user_id: int
+    role: str  # the role the token is bound to
+    current_role: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSummary:
+    """A worker's answers over some projects (pseudonym only)."""
+
+    pseudonym: str
+    answers: int
+    accepted: int
+    rejected: int
+    gold_answered: int
+    gold_correct: int
+    agreement: float | None  # share of answers equal to the aggregated result
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerWindow:
+    """A worker's answers in a time window."""
+
+    answers: int
+    gold: int  # check questions answered
+    gold_correct: int
+    counted: int  # accepted or in review
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationBacklog:
+    """What waits for the moderators."""
+
+    flags: int
+    flagged_workers: int
+    appeals: int
+    checker_gold_seen: int
+    checker_gold_agreed: int
+    payouts: int
+    payout_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Counters for /metrics."""
+
+    answers_by_status: Mapping[str, int]
+    credits: int
+    credited: int  # minor units
+    picks: int
+    live_assignments: int
 
 
 class UserRepository(Protocol):
@@ -214,6 +290,8 @@ class ProjectRepository(Protocol):
     async def set_state(self, project_id: int, state: str) -> None: ...
 
     async def set_checker(self, project_id: int, config: Mapping[str, Any]) -> None: ...
+
+    async def set_instructions(self, project_id: int, instructions: Mapping[str, str]) -> None: ...
 
     async def reopen(self, project_id: int, now: float) -> None:
         """A done project whose deadline has not passed goes live again."""
@@ -455,6 +533,116 @@ class LinkRepository(Protocol):
     async def use(self, code: str) -> None: ...
 
 
+class QuestionRepository(Protocol):
+    """Questions about tasks and the FAQ entries pinned from them."""
+
+    async def count_since(self, worker_id: int, since: float) -> int: ...
+
+    async def create(
+        self,
+        worker_id: int,
+        project_id: int,
+        item_id: int | None,
+        lang: str,
+        text: str,
+        now: float,
+    ) -> int: ...
+
+    async def get(self, question_id: int) -> QuestionRow | None: ...
+
+    async def answer(self, question_id: int, by: int, text: str, now: float) -> bool:
+        """Store the answer; False when there is no such question."""
+
+    async def pinned(self, question_id: int) -> bool: ...
+
+    async def pin(
+        self, project_id: int, question_id: int, lang: str, question: str, answer: str, now: float
+    ) -> None:
+        """Record an FAQ entry (the project's instructions are updated separately)."""
+
+
+class DashboardRepository(Protocol):
+    """One-time login tokens (stored hashed) and the sessions they open."""
+
+    async def create_login(
+        self, token_hash: str, user_id: int, role: str, now: float, expires_at: float
+    ) -> None:
+        """Store a token; tokens expired for a day are deleted."""
+
+    async def spend_login(self, token_hash: str, now: float) -> LoginRow | None:
+        """Mark an unused, unexpired token used; None when there is none."""
+
+    async def create_session(
+        self, session_hash: str, user_id: int, role: str, now: float, expires_at: float
+    ) -> None:
+        """Store a session; expired sessions are deleted."""
+
+    async def session(self, session_hash: str, now: float) -> tuple[int, str] | None:
+        """(user_id, role) of a live session whose user still has that role, unblocked."""
+
+    async def end_session(self, session_hash: str) -> None: ...
+
+
+class DigestRepository(Protocol):
+    """When digests went out, and what goes into them."""
+
+    async def last(self, kind: str, target: str) -> float | None: ...
+
+    async def mark(self, kind: str, targets: Sequence[str], now: float) -> None: ...
+
+    async def workers_due(self, active_since: float, sent_before: float) -> list[int]:
+        """Active workers who answered since ``active_since`` and got no "worker" digest
+        after ``sent_before``."""
+
+    async def window(self, user_id: int, start: float, end: float) -> AnswerWindow:
+        """The worker's answers with start < created_at <= end."""
+
+    async def earned_since(self, user_id: int, since: float) -> int: ...
+
+    async def skill_health(self, user_id: int, threshold: float) -> tuple[int, int]:
+        """(skills held, skills paused or under ``threshold``) among those with gold seen."""
+
+    async def backlog(self) -> ModerationBacklog: ...
+
+
+class ReportRepository(Protocol):
+    """Read-only aggregates for reports, the dashboard and /metrics."""
+
+    async def answer_times(self, project_id: int) -> list[float]:
+        """When each counted answer was recorded, in order."""
+
+    async def answers_by_language(self, project_id: int) -> list[tuple[str, int]]:
+        """(item language, counted answers), most first."""
+
+    async def gold_accuracy(self, project_id: int) -> list[float]:
+        """Per worker: share right on check questions (empty when none was answered)."""
+
+    async def result_agreement(self, project_id: int) -> list[float]:
+        """Per worker: share of counted answers equal to the aggregated result."""
+
+    async def confusion_gold(self, project_id: int) -> list[tuple[str, str, int]]:
+        """(gold, answer, count) of answers to items with gold, overruled ones left out."""
+
+    async def confusion_results(self, project_id: int) -> list[tuple[str, str, int]]:
+        """(result, answer, count) of counted answers."""
+
+    async def spend_times(self, project_id: int) -> list[tuple[float, int]]:
+        """(time, amount) of the project's credits and their reversals, in ledger order."""
+
+    async def model_assist(self, project_id: int, overlap: int) -> tuple[int, int]:
+        """(results settled with a model's help, answers short of ``overlap`` in them)."""
+
+    async def workers(self, project_ids: Sequence[int] | None) -> list[WorkerSummary]:
+        """Per worker over the given projects (None: all), most answers first."""
+
+    async def open_appeals(self) -> list[dict[str, Any]]:
+        """id, project_id, pseudonym, payload, reason, appeal_text, created_at."""
+
+    async def totals(self) -> Totals: ...
+
+    async def ping(self) -> bool: ...
+
+
 class Session(Protocol):
     """A read-only session or a transaction: the repositories."""
 
@@ -486,6 +674,14 @@ class Session(Protocol):
     def tokens(self) -> TokenRepository: ...
     @property
     def links(self) -> LinkRepository: ...
+    @property
+    def questions(self) -> QuestionRepository: ...
+    @property
+    def dashboard(self) -> DashboardRepository: ...
+    @property
+    def digests(self) -> DigestRepository: ...
+    @property
+    def reports(self) -> ReportRepository: ...
 
 
 class Transaction(Session, Protocol):

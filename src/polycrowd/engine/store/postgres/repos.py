@@ -489,6 +489,36 @@ class LinkRepo(lite.LinkRepo):
     pass
 
 
+class QuestionRepo(lite.QuestionRepo):
+    async def create(
+        self,
+        worker_id: int,
+        project_id: int,
+        item_id: int | None,
+        lang: str,
+        text: str,
+        now: float,
+    ) -> int:
+        qid = await self.tx.value(
+            "INSERT INTO questions(worker_id, project_id, item_id, lang, text, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (worker_id, project_id, item_id, lang, text, now),
+        )
+        return int(qid)
+
+
+class DashboardRepo(lite.DashboardRepo):
+    pass
+
+
+class DigestRepo(lite.DigestRepo):
+    pass
+
+
+class ReportRepo(lite.ReportRepo):
+    pass
+
+
 async def diagnostics(tx: PgTx, project_id: int | None = None) -> Diagnostics:
     """The store's invariants, counted (the same measures as the SQLite store's)."""
     duplicates = await tx.value(

@@ -26,10 +26,66 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import repos
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-# version -> SQL applied to go from version-1 to version. Version 1 is schema.sql.
-MIGRATIONS: dict[int, str] = {}
+# Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
+V2_FEEDBACK = """
+-- A worker's question about a task, and the requester's (or a moderator's) answer.
+CREATE TABLE questions (
+    id INTEGER PRIMARY KEY,
+    worker_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    item_id INTEGER REFERENCES items(id) ON DELETE SET NULL,
+    lang TEXT NOT NULL DEFAULT 'en',
+    text TEXT NOT NULL,
+    answer TEXT,
+    answered_by INTEGER REFERENCES users(id),
+    created_at REAL NOT NULL,
+    answered_at REAL
+);
+CREATE INDEX ix_questions_worker ON questions(worker_id, created_at);
+CREATE INDEX ix_questions_project ON questions(project_id, id);
+
+-- Questions pinned to a project's instructions.
+CREATE TABLE faq_entries (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    question_id INTEGER REFERENCES questions(id) ON DELETE SET NULL,
+    lang TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+
+-- One-time dashboard login links (sha256 of the token; single use) and the sessions they open.
+CREATE TABLE dashboard_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE TABLE dashboard_sessions (
+    session_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+
+-- When a digest last went to whom ("worker"/"<user id>", "moderators"/"all").
+CREATE TABLE digest_runs (
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    PRIMARY KEY (kind, target)
+);
+"""
+
+# version -> SQL applied to go from version-1 to version. A fresh database gets schema.sql,
+# which holds every version, instead; a migration's SQL never changes once released.
+MIGRATIONS: dict[int, str] = {2: V2_FEEDBACK}
 
 
 Row = aiosqlite.Row
@@ -57,6 +113,10 @@ class Tx:
         self.payouts = repos.PayoutRepo(self)
         self.tokens = repos.TokenRepo(self)
         self.links = repos.LinkRepo(self)
+        self.questions = repos.QuestionRepo(self)
+        self.dashboard = repos.DashboardRepo(self)
+        self.digests = repos.DigestRepo(self)
+        self.reports = repos.ReportRepo(self)
 
     # Each method is one hop to the database thread (aiosqlite runs every cursor call as a
     # separate hop; fetching in the same hop as the execute cuts the per-query cost ~3x).
@@ -167,10 +227,12 @@ class Database:
                 raise StoreError(
                     f"database schema {current} is newer than this polycrowd ({SCHEMA_VERSION})"
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                sql = _schema_sql() if version == 1 else MIGRATIONS[version]
+            pending = range(current + 1, SCHEMA_VERSION + 1)
+            scripts = [_schema_sql()] if current == 0 else [MIGRATIONS[v] for v in pending]
+            for sql in scripts:
                 for statement in _split_sql(sql):
                     await tx.run(statement)
+            for version in pending:
                 await tx.run(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
                     (version, time.time()),

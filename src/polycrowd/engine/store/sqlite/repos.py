@@ -13,7 +13,18 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from polycrowd.engine.events import Flag
-from polycrowd.engine.store.base import Diagnostics, DuplicateKey, LanguageRow, SkillRow
+from polycrowd.engine.store.base import (
+    AnswerWindow,
+    Diagnostics,
+    DuplicateKey,
+    LanguageRow,
+    LoginRow,
+    ModerationBacklog,
+    QuestionRow,
+    SkillRow,
+    Totals,
+    WorkerSummary,
+)
 from polycrowd.engine.types import Assignment, Item, LedgerEntry, Project, RowLike, User
 
 if TYPE_CHECKING:
@@ -434,6 +445,12 @@ class ProjectRepo(_Repo):
     async def set_checker(self, project_id: int, config: Mapping[str, Any]) -> None:
         await self.tx.run(
             "UPDATE projects SET checker = ? WHERE id = ?", (json.dumps(dict(config)), project_id)
+        )
+
+    async def set_instructions(self, project_id: int, instructions: Mapping[str, str]) -> None:
+        await self.tx.run(
+            "UPDATE projects SET instructions = ? WHERE id = ?",
+            (json.dumps(dict(instructions), ensure_ascii=False), project_id),
         )
 
     async def reopen(self, project_id: int, now: float) -> None:
@@ -1153,6 +1170,344 @@ class LinkRepo(_Repo):
 
     async def use(self, code: str) -> None:
         await self.tx.run("UPDATE link_codes SET used = 1 WHERE code = ?", (code,))
+
+
+# Version 2: questions, FAQ, dashboard logins, digests, and the aggregates of reports. -------
+# Portable SQL (CASE instead of summed booleans) so the PostgreSQL store reuses it.
+
+COUNTED = "('accepted', 'review')"
+
+
+def _ratio(value: Any) -> float:
+    return float(value)
+
+
+class QuestionRepo(_Repo):
+    async def count_since(self, worker_id: int, since: float) -> int:
+        n = await self.tx.value(
+            "SELECT COUNT(*) FROM questions WHERE worker_id = ? AND created_at >= ?",
+            (worker_id, since),
+        )
+        return int(n or 0)
+
+    async def create(
+        self,
+        worker_id: int,
+        project_id: int,
+        item_id: int | None,
+        lang: str,
+        text: str,
+        now: float,
+    ) -> int:
+        return await self.tx.run(
+            "INSERT INTO questions(worker_id, project_id, item_id, lang, text, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (worker_id, project_id, item_id, lang, text, now),
+        )
+
+    async def get(self, question_id: int) -> QuestionRow | None:
+        r = await self.tx.one(
+            "SELECT id, worker_id, project_id, item_id, lang, text, answer, created_at"
+            " FROM questions WHERE id = ?",
+            (question_id,),
+        )
+        if r is None:
+            return None
+        return QuestionRow(
+            int(r["id"]),
+            int(r["worker_id"]),
+            int(r["project_id"]),
+            None if r["item_id"] is None else int(r["item_id"]),
+            str(r["lang"]),
+            str(r["text"]),
+            None if r["answer"] is None else str(r["answer"]),
+            float(r["created_at"]),
+        )
+
+    async def answer(self, question_id: int, by: int, text: str, now: float) -> bool:
+        n = await self.tx.run(
+            "UPDATE questions SET answer = ?, answered_by = ?, answered_at = ? WHERE id = ?",
+            (text, by, now, question_id),
+        )
+        return n > 0
+
+    async def pinned(self, question_id: int) -> bool:
+        v = await self.tx.value("SELECT 1 FROM faq_entries WHERE question_id = ?", (question_id,))
+        return v is not None
+
+    async def pin(
+        self, project_id: int, question_id: int, lang: str, question: str, answer: str, now: float
+    ) -> None:
+        await self.tx.run(
+            "INSERT INTO faq_entries(project_id, question_id, lang, question, answer, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (project_id, question_id, lang, question, answer, now),
+        )
+
+
+class DashboardRepo(_Repo):
+    async def create_login(
+        self, token_hash: str, user_id: int, role: str, now: float, expires_at: float
+    ) -> None:
+        await self.tx.run("DELETE FROM dashboard_tokens WHERE expires_at < ?", (now - 86400.0,))
+        await self.tx.run(
+            "INSERT INTO dashboard_tokens(token_hash, user_id, role, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (token_hash, user_id, role, now, expires_at),
+        )
+
+    async def spend_login(self, token_hash: str, now: float) -> LoginRow | None:
+        row = await self.tx.one(
+            "SELECT t.user_id, t.role, u.role AS current, u.status FROM dashboard_tokens t"
+            " JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.used_at IS NULL"
+            " AND t.expires_at >= ?",
+            (token_hash, now),
+        )
+        if row is None:
+            return None
+        await self.tx.run(
+            "UPDATE dashboard_tokens SET used_at = ? WHERE token_hash = ?", (now, token_hash)
+        )
+        return LoginRow(
+            int(row["user_id"]), str(row["role"]), str(row["current"]), str(row["status"])
+        )
+
+    async def create_session(
+        self, session_hash: str, user_id: int, role: str, now: float, expires_at: float
+    ) -> None:
+        await self.tx.run("DELETE FROM dashboard_sessions WHERE expires_at < ?", (now,))
+        await self.tx.run(
+            "INSERT INTO dashboard_sessions(session_hash, user_id, role, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (session_hash, user_id, role, now, expires_at),
+        )
+
+    async def session(self, session_hash: str, now: float) -> tuple[int, str] | None:
+        row = await self.tx.one(
+            "SELECT s.user_id, s.role FROM dashboard_sessions s JOIN users u"
+            " ON u.id = s.user_id WHERE s.session_hash = ? AND s.expires_at >= ?"
+            " AND u.status != 'blocked' AND u.role = s.role",
+            (session_hash, now),
+        )
+        return None if row is None else (int(row["user_id"]), str(row["role"]))
+
+    async def end_session(self, session_hash: str) -> None:
+        await self.tx.run("DELETE FROM dashboard_sessions WHERE session_hash = ?", (session_hash,))
+
+
+class DigestRepo(_Repo):
+    async def last(self, kind: str, target: str) -> float | None:
+        v = await self.tx.value(
+            "SELECT sent_at FROM digest_runs WHERE kind = ? AND target = ?", (kind, target)
+        )
+        return None if v is None else float(v)
+
+    async def mark(self, kind: str, targets: Sequence[str], now: float) -> None:
+        await self.tx.many(
+            "INSERT INTO digest_runs(kind, target, sent_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(kind, target) DO UPDATE SET sent_at = excluded.sent_at",
+            [(kind, t, now) for t in targets],
+        )
+
+    async def workers_due(self, active_since: float, sent_before: float) -> list[int]:
+        rows = await self.tx.all(
+            "SELECT DISTINCT a.worker_id FROM answers a JOIN users u ON u.id = a.worker_id"
+            " LEFT JOIN digest_runs d ON d.kind = 'worker'"
+            " AND d.target = CAST(a.worker_id AS TEXT)"
+            " WHERE a.created_at >= ? AND u.status = 'active' AND u.erased = 0"
+            " AND (d.sent_at IS NULL OR d.sent_at <= ?) ORDER BY a.worker_id",
+            (active_since, sent_before),
+        )
+        return [int(r[0]) for r in rows]
+
+    async def window(self, user_id: int, start: float, end: float) -> AnswerWindow:
+        r = await self.tx.one(
+            "SELECT COUNT(*) AS n, COUNT(correct) AS g,"
+            " SUM(CASE WHEN correct = 1 THEN 1 ELSE 0 END) AS gk,"
+            f" SUM(CASE WHEN status IN {COUNTED} THEN 1 ELSE 0 END) AS ok FROM answers"
+            " WHERE worker_id = ? AND created_at > ? AND created_at <= ?",
+            (user_id, start, end),
+        )
+        assert r is not None
+        return AnswerWindow(
+            int(r["n"] or 0), int(r["g"] or 0), int(r["gk"] or 0), int(r["ok"] or 0)
+        )
+
+    async def earned_since(self, user_id: int, since: float) -> int:
+        v = await self.tx.value(
+            "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE user_id = ? AND ts >= ?"
+            " AND kind IN ('credit', 'bonus', 'correction', 'penalty')",
+            (user_id, since),
+        )
+        return int(v or 0)
+
+    async def skill_health(self, user_id: int, threshold: float) -> tuple[int, int]:
+        r = await self.tx.one(
+            "SELECT SUM(CASE WHEN paused = 0 AND mean >= ? THEN 1 ELSE 0 END) AS ok,"
+            " SUM(CASE WHEN paused = 1 OR mean < ? THEN 1 ELSE 0 END) AS risk FROM user_skills"
+            " WHERE user_id = ? AND gold_seen > 0",
+            (threshold, threshold, user_id),
+        )
+        assert r is not None
+        return int(r["ok"] or 0), int(r["risk"] or 0)
+
+    async def backlog(self) -> ModerationBacklog:
+        f = await self.tx.one(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users FROM flags"
+            " WHERE state = 'open'"
+        )
+        appeals = await self.tx.value("SELECT COUNT(*) FROM answers WHERE appeal = 'open'")
+        c = await self.tx.one("SELECT SUM(seen) AS seen, SUM(agree) AS agree FROM checker_stats")
+        p = await self.tx.one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM payouts"
+            " WHERE state = 'requested'"
+        )
+        assert f is not None and c is not None and p is not None
+        return ModerationBacklog(
+            flags=int(f["n"] or 0),
+            flagged_workers=int(f["users"] or 0),
+            appeals=int(appeals or 0),
+            checker_gold_seen=int(c["seen"] or 0),
+            checker_gold_agreed=int(c["agree"] or 0),
+            payouts=int(p["n"] or 0),
+            payout_total=int(p["total"] or 0),
+        )
+
+
+class ReportRepo(_Repo):
+    async def answer_times(self, project_id: int) -> list[float]:
+        rows = await self.tx.all(
+            f"SELECT created_at FROM answers WHERE project_id = ? AND status IN {COUNTED}"
+            " ORDER BY created_at",
+            (project_id,),
+        )
+        return [float(r[0]) for r in rows]
+
+    async def answers_by_language(self, project_id: int) -> list[tuple[str, int]]:
+        rows = await self.tx.all(
+            "SELECT i.lang, COUNT(*) AS n FROM answers a JOIN items i ON i.id = a.item_id"
+            f" WHERE a.project_id = ? AND a.status IN {COUNTED} GROUP BY i.lang"
+            " ORDER BY n DESC, i.lang",
+            (project_id,),
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    async def gold_accuracy(self, project_id: int) -> list[float]:
+        rows = await self.tx.all(
+            "SELECT AVG(correct) FROM answers WHERE project_id = ? AND correct IS NOT NULL"
+            " GROUP BY worker_id ORDER BY worker_id",
+            (project_id,),
+        )
+        return [_ratio(r[0]) for r in rows]
+
+    async def result_agreement(self, project_id: int) -> list[float]:
+        rows = await self.tx.all(
+            "SELECT AVG(CASE WHEN a.payload = r.label THEN 1.0 ELSE 0.0 END) FROM answers a"
+            " JOIN results r ON r.item_id = a.item_id"
+            f" WHERE a.project_id = ? AND a.status IN {COUNTED} GROUP BY a.worker_id"
+            " ORDER BY a.worker_id",
+            (project_id,),
+        )
+        return [_ratio(r[0]) for r in rows]
+
+    async def confusion_gold(self, project_id: int) -> list[tuple[str, str, int]]:
+        rows = await self.tx.all(
+            "SELECT i.gold, a.payload, COUNT(*) FROM answers a"
+            " JOIN items i ON i.id = a.item_id"
+            " WHERE a.project_id = ? AND i.gold IS NOT NULL AND a.status != 'overruled'"
+            " GROUP BY i.gold, a.payload ORDER BY i.gold, a.payload",
+            (project_id,),
+        )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def confusion_results(self, project_id: int) -> list[tuple[str, str, int]]:
+        rows = await self.tx.all(
+            "SELECT r.label, a.payload, COUNT(*) FROM answers a"
+            " JOIN results r ON r.item_id = a.item_id"
+            f" WHERE a.project_id = ? AND a.status IN {COUNTED} GROUP BY r.label, a.payload"
+            " ORDER BY r.label, a.payload",
+            (project_id,),
+        )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def spend_times(self, project_id: int) -> list[tuple[float, int]]:
+        rows = await self.tx.all(
+            "SELECT ts, amount FROM ledger WHERE ref LIKE ? OR ref LIKE ? ORDER BY seq",
+            (f"credit:p{project_id}:%", f"reverse:p{project_id}:%"),
+        )
+        return [(float(r[0]), int(r[1])) for r in rows]
+
+    async def model_assist(self, project_id: int, overlap: int) -> tuple[int, int]:
+        row = await self.tx.one(
+            "SELECT COUNT(*),"
+            " COALESCE(SUM(CASE WHEN answers < ? THEN ? - answers ELSE 0 END), 0) FROM results"
+            " WHERE project_id = ? AND method LIKE '%model%'",
+            (overlap, overlap, project_id),
+        )
+        assert row is not None
+        return int(row[0] or 0), int(row[1] or 0)
+
+    async def workers(self, project_ids: Sequence[int] | None) -> list[WorkerSummary]:
+        where = ""
+        params: tuple[int, ...] = ()
+        if project_ids is not None:
+            if not project_ids:
+                return []
+            marks = ", ".join("?" for _ in project_ids)
+            where, params = f"WHERE a.project_id IN ({marks})", tuple(project_ids)
+        rows = await self.tx.all(
+            "SELECT u.pseudonym, COUNT(*) AS n,"
+            f" SUM(CASE WHEN a.status IN {COUNTED} THEN 1 ELSE 0 END) AS ok,"
+            " SUM(CASE WHEN a.status = 'rejected' THEN 1 ELSE 0 END) AS rej,"
+            " COUNT(a.correct) AS gold, SUM(CASE WHEN a.correct = 1 THEN 1 ELSE 0 END) AS gold_ok,"
+            " AVG(CASE WHEN r.label IS NULL THEN NULL WHEN a.payload = r.label THEN 1.0"
+            " ELSE 0.0 END) AS agr"
+            " FROM answers a JOIN users u ON u.id = a.worker_id"
+            f" LEFT JOIN results r ON r.item_id = a.item_id {where}"
+            " GROUP BY a.worker_id, u.pseudonym ORDER BY n DESC, u.pseudonym LIMIT 500",
+            params,
+        )
+        return [
+            WorkerSummary(
+                str(r["pseudonym"]),
+                int(r["n"]),
+                int(r["ok"] or 0),
+                int(r["rej"] or 0),
+                int(r["gold"] or 0),
+                int(r["gold_ok"] or 0),
+                None if r["agr"] is None else _ratio(r["agr"]),
+            )
+            for r in rows
+        ]
+
+    async def open_appeals(self) -> list[dict[str, Any]]:
+        rows = await self.tx.all(
+            "SELECT a.id, a.project_id, u.pseudonym, a.payload, a.reason, a.appeal_text,"
+            " a.created_at FROM answers a JOIN users u ON u.id = a.worker_id"
+            " WHERE a.appeal = 'open' ORDER BY a.id LIMIT 200"
+        )
+        return [dict(r) for r in rows]
+
+    async def totals(self) -> Totals:
+        answers = await self.tx.all(
+            "SELECT status, COUNT(*) FROM answers GROUP BY status ORDER BY status"
+        )
+        credits = await self.tx.one(
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'credit'"
+        )
+        picks = await self.tx.value("SELECT COUNT(*) FROM assignments")
+        live = await self.tx.value("SELECT COUNT(*) FROM assignments WHERE state = 'issued'")
+        assert credits is not None
+        return Totals(
+            {str(r[0]): int(r[1]) for r in answers},
+            int(credits[0] or 0),
+            int(credits[1] or 0),
+            int(picks or 0),
+            int(live or 0),
+        )
+
+    async def ping(self) -> bool:
+        return bool(await self.tx.value("SELECT 1") == 1)
 
 
 async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:

@@ -1,4 +1,6 @@
--- polycrowd schema, version 1. Applied by engine/store/sqlite/database.py inside one transaction.
+-- polycrowd schema, version 2: what a fresh database gets, in one transaction
+-- (engine/store/sqlite/database.py). An older database gets the MIGRATIONS there instead;
+-- keep both in step (tests/engine/store/test_migrations.py compares them).
 -- Counters that the matching query needs (items.filled, items.answered, items.live) are
 -- kept in indexed columns by the triggers at the end of this file.
 
@@ -268,3 +270,57 @@ CREATE TRIGGER tr_ledger_no_delete BEFORE DELETE ON ledger
 BEGIN
     SELECT RAISE(ABORT, 'ledger is append-only');
 END;
+
+-- Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
+
+-- A worker's question about a task, and the requester's (or a moderator's) answer.
+CREATE TABLE questions (
+    id INTEGER PRIMARY KEY,
+    worker_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    item_id INTEGER REFERENCES items(id) ON DELETE SET NULL,
+    lang TEXT NOT NULL DEFAULT 'en',
+    text TEXT NOT NULL,
+    answer TEXT,
+    answered_by INTEGER REFERENCES users(id),
+    created_at REAL NOT NULL,
+    answered_at REAL
+);
+CREATE INDEX ix_questions_worker ON questions(worker_id, created_at);
+CREATE INDEX ix_questions_project ON questions(project_id, id);
+
+-- Questions pinned to a project's instructions.
+CREATE TABLE faq_entries (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    question_id INTEGER REFERENCES questions(id) ON DELETE SET NULL,
+    lang TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+
+-- One-time dashboard login links (sha256 of the token; single use) and the sessions they open.
+CREATE TABLE dashboard_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE TABLE dashboard_sessions (
+    session_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+
+-- When a digest last went to whom ("worker"/"<user id>", "moderators"/"all").
+CREATE TABLE digest_runs (
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    PRIMARY KEY (kind, target)
+);

@@ -1,0 +1,1 @@
+"""The read-only web dashboard (aiohttp + Jinja2), /metrics and /healthz."""
