@@ -278,7 +278,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     """The per-language table of the human summary."""
     per = result.get("text_per_language") or {}
     model = result.get("text_model", RULES_ONLY)
-    lines = [f"  {'lang':<5}{'bad caught':>18}{'good accepted':>18}   off-topic caught ({model})"]
+    lines = [
+        f"  per language, checker model: {model}",
+        f"  {'lang':<5}{'bad caught':>18}{'good accepted':>18}   off-topic caught (model)",
+    ]
     for lang, r in per.items():
         off = r["by_kind"]["off_topic"]
         off_txt = RULES_ONLY if model == RULES_ONLY else f"{off['as_expected']}/{off['sent']}"
