@@ -14,9 +14,10 @@ of the checker bench set (``polycrowd/data/demo_text.json``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
@@ -28,7 +29,11 @@ TEXT_LANGS = ("es", "ar", "hi")
 LANG_NAMES = {"es": "Spanish", "ar": "Arabic", "hi": "Hindi"}
 BAD_KINDS = ("off_topic", "copy", "wrong_language", "too_short")
 KINDS = ("good", *BAD_KINDS)
-KIND_WEIGHTS = (0.5, 0.15, 0.1, 0.1, 0.15)
+# the replies of each language, in turn: half good, every bad kind in every language
+SCHEDULE = (
+    *("good", "off_topic", "good", "copy", "good", "off_topic"),
+    *("good", "too_short", "good", "off_topic", "good", "wrong_language"),
+)
 WORKERS_PER_LANG = 6
 OVERLAP = 2
 RULES_ONLY = "rules only"
@@ -168,6 +173,7 @@ async def _work(
     max_tasks: int,
     clock: Clock,
     log: list[Sent],
+    schedule: Mapping[str, Iterator[str]],
 ) -> int:
     done = 0
     msgs = await chat.command(w.user, "/task")
@@ -181,7 +187,7 @@ async def _work(
         if item.lang not in w.langs:  # a translation into a language this worker lacks
             msgs = await chat.command(w.user, "/skip")
             continue
-        kind = "good" if retry else rng.choices(KINDS, KIND_WEIGHTS)[0]
+        kind = "good" if retry else next(schedule[item.lang])
         answer = item.reply(kind)
         clock.advance(len(answer) / 4 + rng.uniform(4.0, 10.0))  # reading and typing
         msgs = await chat.say(w.user, answer)
@@ -245,9 +251,10 @@ async def text_phase(
         await chat.press(w.user, "lok")
     items = [it for lang in langs for it in by_lang[lang]]
     log: list[Sent] = []
+    schedule = {lang: itertools.cycle(SCHEDULE) for lang in langs}
     for _ in range(50):
         counts = await asyncio.gather(
-            *(_work(chat, w, items, rng, 4, clock, log) for w in workers)
+            *(_work(chat, w, items, rng, 4, clock, log, schedule) for w in workers)
         )
         await app.flush()
         if sum(counts) == 0:
