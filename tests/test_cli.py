@@ -54,6 +54,11 @@ def test_demo_json_invariants() -> None:
     assert result["answers"] > 0 and result["credits_total"] == 5 * result["answers"]
     assert result["accuracy"] >= 0.9
     assert result["blocked"] >= 1  # same-label spammers are flagged and blocked
+    per = result["text_per_language"]
+    assert list(per) == result["text_languages"] and len(per) == 3
+    for r in per.values():
+        assert 0 < r["bad_caught"] <= r["bad_sent"] and 0 <= r["good_accepted"] <= r["good_sent"]
+        assert r["model"] == result["text_model"]
 
 
 def test_project_import_export_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,9 @@ and the ledger. Their accuracies are drawn from the real RTE workers' accuracies
 share of them are spammers (always the same button, or random). A moderator blocks the
 workers the fraud rules flag. Then the project is aggregated, exported and the ledger is
 audited. The items are English; the demo tags them en/es/ru round robin so that routing by
-language is exercised.
+language is exercised. A second phase (:mod:`polycrowd.demo_text`) has other workers
+paraphrase and translate in Spanish, Arabic and Hindi, with good and bad replies, and
+reports per language how many bad replies the checker caught and good ones it accepted.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from polycrowd.bot.app import App, build_app
 from polycrowd.bot.memory import MemoryChat, MemoryUser
+from polycrowd.demo_text import summary_lines, text_phase
 from polycrowd.engine.checking import Checker
 from polycrowd.engine.types import Role
 from polycrowd.settings import Settings
@@ -51,40 +54,6 @@ class SimClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
-
-
-# Phase two: a free-text paraphrase project (English), so the checker judges real text.
-PARAPHRASES = (
-    ("The train to the city leaves every hour.", "Every hour there is a train into town."),
-    ("She forgot her umbrella at the office.", "She left her umbrella behind at work."),
-    ("The museum is closed on Mondays.", "On Mondays the museum does not open."),
-    ("We need more chairs for the meeting.", "The meeting needs extra seats."),
-    ("His phone battery died during the call.", "His phone ran out of power mid-call."),
-    ("The soup is too salty to eat.", "There is far too much salt in the soup."),
-    ("They painted the kitchen bright yellow.", "The kitchen got a coat of vivid yellow paint."),
-    ("The bridge was built two hundred years ago.", "The bridge is two centuries old."),
-    ("Please turn off the lights when you leave.", "Switch the lights off on your way out."),
-    ("The children played in the park until dark.", "The kids stayed in the park till night."),
-    ("Our flight was delayed by three hours.", "The plane left three hours late."),
-    ("He reads the newspaper every morning.", "Each morning he goes through the paper."),
-    ("The store sells fresh bread daily.", "Fresh bread is on sale there every day."),
-    ("It rained all weekend in the mountains.", "The mountains had rain the whole weekend."),
-    ("The doctor told him to drink more water.", "His doctor advised him to drink more water."),
-    ("The library has thousands of old maps.", "Thousands of antique maps are in the library."),
-    (
-        "My neighbour grows tomatoes on the balcony.",
-        "Next door they grow tomatoes on the balcony.",
-    ),
-    ("The concert tickets sold out in minutes.", "All concert tickets were gone within minutes."),
-    ("The river flooded the lower fields.", "The low fields were flooded by the river."),
-    ("She speaks three languages fluently.", "She is fluent in three languages."),
-)
-UNRELATED = (
-    "Penguins cannot fly but swim very well.",
-    "The stock market closed higher today.",
-    "Volcanoes form where tectonic plates meet.",
-    "My favourite colour has always been green.",
-)
 
 
 @dataclass
@@ -192,79 +161,6 @@ async def _work(
     return done
 
 
-def _text_answer(w: SimWorker, source: str, retry: bool, rng: random.Random) -> str:
-    para = dict(PARAPHRASES)[source]
-    if w.kind == "spam_same":
-        return source  # copies the item: the rules catch it
-    if w.kind == "spam_random":
-        return "ok"  # too short
-    if retry or rng.random() < w.accuracy:
-        return para
-    return rng.choice(UNRELATED)  # off-topic: only a model can tell
-
-
-async def _work_text(
-    chat: MemoryChat, w: SimWorker, rng: random.Random, max_tasks: int, clock: SimClock
-) -> int:
-    done = 0
-    msgs = await chat.command(w.user, "/task")
-    retry = False
-    while done < max_tasks:
-        task_msg = next((m for m in msgs if m.reply.kind == "task" and m.reply.expects_text), None)
-        if task_msg is None:
-            break
-        source = next(s for s, _ in PARAPHRASES if s in task_msg.text)
-        clock.advance(rng.uniform(6.0, 15.0))
-        msgs = await chat.say(w.user, _text_answer(w, source, retry, rng))
-        retry = any("one more try" in m.text for m in msgs)
-        done += 0 if retry else 1
-        await asyncio.sleep(0)
-    return done
-
-
-def _paraphrase_spec(reward: int) -> bytes:
-    return (
-        "name: Paraphrase (demo)\n"
-        "type: text\n"
-        "languages: [en]\n"
-        "target_lang: en\n"
-        "instructions: Rewrite the sentence in your own words.\n"
-        "overlap: 2\n"
-        f"reward: {reward}\n"
-        "checker: {head: similarity}\n"
-    ).encode()
-
-
-async def _text_phase(
-    app: App,
-    chat: MemoryChat,
-    requester: MemoryUser,
-    sims: list[SimWorker],
-    rng: random.Random,
-    clock: SimClock,
-) -> dict[str, Any]:
-    await chat.upload(requester, "paraphrase.yaml", _paraphrase_spec(reward=5))
-    rows = "id,text\n" + "".join(f'p{i},"{s}"\n' for i, (s, _) in enumerate(PARAPHRASES))
-    await chat.upload(requester, "sentences.csv", rows.encode())
-    await chat.command(requester, "/launch")
-    project_id = (await app.engine.projects())[-1].id
-    active = [w for w in sims if "en" in w.langs]
-    for _ in range(50):
-        counts = await asyncio.gather(*(_work_text(chat, w, rng, 3, clock) for w in active))
-        await app.flush()
-        if sum(counts) == 0:
-            break
-    diag = await app.engine.diagnostics(project_id)
-    status = await app.engine.status(project_id)
-    return {
-        "text_items_done": status.done_items,
-        "text_answers": sum(n for s, n in diag.answer_statuses.items() if s != "rejected"),
-        "text_rejections": diag.answer_statuses.get("rejected", 0),
-        "text_review": diag.answer_statuses.get("review", 0),
-        "checker_versions": list(diag.checker_versions),
-    }
-
-
 def _external_id(text: str) -> str:
     marker = "RTE pair "
     start = text.index(marker) + len(marker)
@@ -334,8 +230,10 @@ async def _run(
         await _moderate(chat, moderator)
         if sum(counts) == 0 or rounds > 200:
             break
-    say("workers paraphrase sentences; the checker judges every text answer")
-    text = await _text_phase(app, chat, requester, sims, rng, clock)
+    rte_id = (await app.engine.projects())[0].id
+    await chat.command(requester, f"/pause {rte_id}")  # labelling is over; text tasks next
+    say("workers paraphrase and translate in three languages; the checker judges each reply")
+    text = await text_phase(app, chat, requester, rng, clock)
     say("aggregate, export and audit")
     project_id = (await app.engine.projects())[0].id
     agg = await app.engine.aggregate_project(project_id)
@@ -407,9 +305,11 @@ def summary(result: dict[str, Any]) -> str:
             f"  accuracy against gold ({r['method']}): {100 * (r['accuracy'] or 0):.1f}%, "
             f"Krippendorff's alpha {r['krippendorff_alpha']}",
             f"  blocked by the moderator: {r['blocked']}, flags: {r['flags']}",
-            f"  paraphrases: {r['text_answers']} accepted ({r['text_review']} sent to review),"
+            f"  paraphrases and translations in {', '.join(r['text_languages'])}: "
+            f"{r['text_answers']} accepted ({r['text_review']} sent to review),"
             f" {r['text_rejections']} rejected by the checker"
             f" ({', '.join(r['checker_versions'])})",
+            *summary_lines(r),
             f"  credits {r['credits_total'] / 100:.2f} in {r['ledger_entries']} ledger entries, "
             f"audit {'OK' if r['ledger_ok'] else 'FAILED'}",
             f"  {r['seconds']:.1f} s",
