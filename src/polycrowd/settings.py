@@ -44,6 +44,12 @@ class Settings:
     expire_every_s: float = 30.0
     remind_after_s: float = 24 * 3600.0
     log_level: str = "INFO"
+    # The ledger's HMAC key (never logged, never in the database): this value, or else the
+    # key file (default: <db>.ledger.key beside a SQLite file), created on the first write.
+    ledger_key: str = field(default="", repr=False)
+    ledger_key_file: str = ""
+    checkpoint_file: str = ""  # default: <db>.checkpoints (JSON lines)
+    checkpoint_every_s: float = 3600.0
 
     @classmethod
     def from_env(

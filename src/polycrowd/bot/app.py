@@ -11,11 +11,12 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from polycrowd.engine.checking import Checker
 from polycrowd.engine.core import Engine, EngineHooks, Flag
 from polycrowd.engine.language import LanguageDetector
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.scheduler import Scheduler
 from polycrowd.engine.store import Store, open_store
 from polycrowd.handlers.common import Dispatcher
@@ -85,6 +86,23 @@ class App:
                 if adapter is not None:
                     await adapter.send(chat, reply, self.translator.normalize(user.locale))
 
+    async def post_checkpoint(self, record: dict[str, Any]) -> None:
+        """Post a signed ledger checkpoint to every admin chat: a copy off this machine."""
+        reply = Reply.of(
+            Msg(
+                N_("Ledger checkpoint %(n)s: %(entries)s entries, head %(head)s, MAC %(mac)s."),
+                {
+                    "n": record["n"],
+                    "entries": record["entries"],
+                    "head": str(record["head_hash"])[:16],
+                    "mac": str(record["mac"])[:16],
+                },
+            )
+        )
+        for adapter in self.adapters:
+            if adapter.admin_chat_id:
+                self.spawn(self._send_safe(adapter, adapter.admin_chat_id, reply))
+
     async def flush(self) -> None:
         """Wait for proactive sends started so far (tests, demo)."""
         while self._tasks:
@@ -93,6 +111,10 @@ class App:
     async def close(self) -> None:
         await self.flush()
         self.scheduler.shutdown()
+        try:  # a clean shutdown leaves a checkpoint of the ledger's head
+            await self.engine.checkpoint_ledger()
+        except Exception:
+            log.exception("could not write the ledger checkpoint")
         close = getattr(self.checker, "aclose", None)
         if close is not None:
             await close()
@@ -137,12 +159,14 @@ async def build_app(
         if start is not None:
             await start()  # loads the model in its worker thread
     hooks = EngineHooks()
-    engine = engine_factory(db, checker, detector.detect, hooks=hooks)
+    keyring = LedgerKeyring.for_store(settings.db, settings)
+    engine = engine_factory(db, checker, detector.detect, hooks=hooks, keyring=keyring)
     translator = translator or Translator(default=settings.default_language)
     dispatcher = Dispatcher(engine, settings, translator)
     app = App(settings, db, engine, translator, dispatcher, checker, Scheduler(engine, settings))
     hooks.on_flag.append(app.on_flag)
     app.scheduler.on_idle = app.remind
+    app.scheduler.on_checkpoint = app.post_checkpoint
     return app
 
 

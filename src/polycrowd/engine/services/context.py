@@ -11,6 +11,7 @@ from polycrowd.engine.checking import Checker
 from polycrowd.engine.errors import NotFound
 from polycrowd.engine.events import EngineHooks, Flag, flag_raised
 from polycrowd.engine.language import Detection
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.store.base import Session, Store, Transaction
 from polycrowd.engine.types import Project, Task, User
 from polycrowd.i18n import N_
@@ -26,6 +27,7 @@ class EngineContext:
     rng: random.Random
     clock: Callable[[], float]
     hooks: EngineHooks
+    keyring: LedgerKeyring  # the ledger's key and checkpoint file, outside the database
 
 
 async def load_user(tx: Session, user_id: int) -> User:

@@ -28,8 +28,31 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.postgres import repos
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {}  # version -> SQL from version-1; version 1 is schema.sql
+SCHEMA_VERSION = 4
+# version -> SQL from version-1; version 1 is schema.sql
+MIGRATIONS: dict[int, str] = {
+    2: "-- placeholder: reserved for a migration being written on another branch\n",
+    3: "-- placeholder: reserved for a migration being written on another branch\n",
+    # 4: ledger entries carry a MAC (HMAC under a key kept outside the database; NULL in
+    # entries written before); signed checkpoints of the chain head, append-only as well;
+    # TRUNCATE, which row triggers do not see, refused too.
+    4: """
+ALTER TABLE ledger ADD COLUMN mac TEXT;
+CREATE TABLE ledger_checkpoints (
+    n BIGINT PRIMARY KEY,
+    body TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_no_truncate BEFORE TRUNCATE ON ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
+""",
+}
 MIGRATION_LOCK = 0x70C0_0001  # advisory lock key: one process migrates at a time
 
 Row = Any  # asyncpg.Record (the driver ships no type information)
@@ -214,7 +237,8 @@ class PgDatabase:
                 raise StoreError(f"database has no polycrowd schema: {redact_dsn(self.dsn)}")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 sql = _schema_sql() if version == 1 else MIGRATIONS[version]
-                await tx.conn.execute(sql)
+                if any(ln.strip() and not ln.strip().startswith("--") for ln in sql.splitlines()):
+                    await tx.conn.execute(sql)
                 await tx.run(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
                     (version, time.time()),

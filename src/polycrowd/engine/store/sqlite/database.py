@@ -26,10 +26,31 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import repos
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
 
 # version -> SQL applied to go from version-1 to version. Version 1 is schema.sql.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    2: "-- placeholder: reserved for a migration being written on another branch\n",
+    3: "-- placeholder: reserved for a migration being written on another branch\n",
+    # 4: ledger entries carry a MAC (HMAC under a key kept outside the database; NULL in
+    # entries written before); signed checkpoints of the chain head, append-only as well.
+    4: """
+ALTER TABLE ledger ADD COLUMN mac TEXT;
+CREATE TABLE ledger_checkpoints (
+    n INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'ledger is append-only');
+END;
+CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'ledger is append-only');
+END;
+""",
+}
 
 
 Row = aiosqlite.Row
