@@ -11,11 +11,11 @@ import pytest
 from polycrowd.cli import main
 from polycrowd.engine.core import Engine
 from polycrowd.engine.language import LanguageDetector
-from polycrowd.engine.store import Database
 from polycrowd.engine.ledger_key import LedgerKeyring
+from polycrowd.engine.store import Database
 from polycrowd.engine.store.copy import copy_store
-from polycrowd.settings import Settings
 from polycrowd.models.rules import RulesChecker
+from polycrowd.settings import Settings
 
 from ...conftest import FakeClock, choice_spec, drop_postgres, items_csv, open_postgres
 
