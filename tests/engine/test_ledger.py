@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from polycrowd.engine import ledger
 from polycrowd.engine.core import Engine
 from polycrowd.engine.ledger_key import LedgerKeyError, LedgerKeyring
 from polycrowd.engine.store import Database
+from polycrowd.models.rules import RulesChecker
 from polycrowd.settings import Settings
 
 
@@ -378,3 +380,42 @@ async def test_concurrent_appends_keep_one_chain(engine: Engine) -> None:
     report = await engine.audit()
     assert report.ok and report.entries == 40 and report.total == 40
     assert (await engine.get_user(uid)).balance == 40
+
+
+async def test_a_version_1_database_migrates_and_its_old_entries_stay_valid(
+    tmp_path: Path, detector: Any
+) -> None:
+    """Schema 4 adds the MAC column and the checkpoints; entries from before keep verifying
+    (reported unauthenticated) and new ones are signed."""
+    import sqlite3
+
+    from polycrowd.engine.store.sqlite.database import _schema_sql, _split_sql
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    for statement in _split_sql(_schema_sql()):
+        con.execute(statement)
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    con.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+    con.execute(
+        "INSERT INTO users(id, pseudonym, created_at, last_active, balance)"
+        " VALUES (1, 'w1', 0, 0, 10)"
+    )
+    digest = ledger.entry_hash(1, 1.0, 1, "credit", 10, "old", "", ledger.GENESIS)
+    con.execute(
+        "INSERT INTO ledger VALUES (1, 1.0, 1, 'credit', 10, 'old', '', ?, ?)",
+        (ledger.GENESIS, digest),
+    )
+    con.commit()
+    con.close()
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == 4
+        engine = Engine(db, RulesChecker(), detector.detect)
+        report = await engine.audit()
+        assert report.ok and not report.authenticated and len(report.warnings) == 1
+        await _credits(engine, 1, 1)
+        report = await engine.audit()
+        assert report.ok and report.authenticated and report.entries == 2
+    finally:
+        await db.close()
