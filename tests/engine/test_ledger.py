@@ -419,3 +419,14 @@ async def test_a_version_1_database_migrates_and_its_old_entries_stay_valid(
         assert report.ok and report.authenticated and report.entries == 2
     finally:
         await db.close()
+
+
+async def test_audit_problems_are_translated(engine: Engine) -> None:
+    from polycrowd.i18n import Translator
+
+    uid = await _user(engine, 1)
+    await _credits(engine, uid, 1)
+    await _drop_guards(engine.db, ("tr_ledger_no_delete",))
+    report = await engine.audit()
+    text = Translator().render(report.problem_msg, "es")
+    assert text == "falta el disparador de solo-añadir tr_ledger_no_delete o está desactivado"

@@ -437,8 +437,9 @@ class LedgerRepo(lite.LedgerRepo):
 
     async def missing_guards(self) -> list[str]:
         rows = await self.tx.all(
-            "SELECT t.tgname, c.relname, t.tgenabled::text AS tgenabled, p.prosrc FROM pg_trigger t"
-            " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
+            "SELECT t.tgname, c.relname, t.tgenabled::text AS tgenabled, p.prosrc"
+            " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_proc p ON p.oid = t.tgfoid"
             " WHERE NOT t.tgisinternal"
             " AND t.tgrelid IN (to_regclass('ledger'), to_regclass('ledger_checkpoints'))"
         )
