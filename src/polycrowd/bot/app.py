@@ -90,9 +90,12 @@ class App:
         """Post a signed ledger checkpoint to every admin chat: a copy off this machine."""
         reply = Reply.of(
             Msg(
-                N_("Ledger checkpoint %(n)s: %(entries)s entries, head %(head)s, MAC %(mac)s."),
+                N_(
+                    "Ledger checkpoint %(number)s: %(entries)s entries,"
+                    " head %(head)s, MAC %(mac)s."
+                ),
                 {
-                    "n": record["n"],
+                    "number": record["n"],
                     "entries": record["entries"],
                     "head": str(record["head_hash"])[:16],
                     "mac": str(record["mac"])[:16],

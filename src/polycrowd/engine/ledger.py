@@ -287,7 +287,8 @@ def _checked_checkpoint(
     if not good:
         return None, [
             Msg(
-                N_("checkpoint %(n)s: signature does not match (forged, or another key)"), {"n": n}
+                N_("checkpoint %(number)s: signature does not match (forged, or another key)"),
+                {"number": n},
             )
         ]
     return record, []
@@ -355,8 +356,8 @@ async def verify(db: Store, keyring: LedgerKeyring) -> AuditReport:
     if w.unsigned and not w.signed:
         warnings.append(
             Msg(
-                N_("the ledger is unauthenticated: its %(n)s entries have no MAC"),
-                {"n": w.unsigned},
+                N_("the ledger is unauthenticated: its %(count)s entries have no MAC"),
+                {"count": w.unsigned},
             )
         )
     return AuditReport(
@@ -379,8 +380,8 @@ def _against_checkpoint(cp: dict[str, Any], w: _Walk) -> list[Msg]:
     if entries > w.count:
         return [
             Msg(
-                N_("checkpoint %(n)s has %(entries)s entries, the ledger only %(count)s"),
-                {"n": n, "entries": entries, "count": w.count},
+                N_("checkpoint %(number)s has %(entries)s entries, the ledger only %(count)s"),
+                {"number": n, "entries": entries, "count": w.count},
             )
         ]
     if entries == 0:
@@ -388,8 +389,8 @@ def _against_checkpoint(cp: dict[str, Any], w: _Walk) -> list[Msg]:
     if w.at_checkpoint is None or w.at_checkpoint[0] != cp["head_hash"]:
         return [
             Msg(
-                N_("checkpoint %(n)s: entry %(seq)s is not the entry it signed"),
-                {"n": n, "seq": entries},
+                N_("checkpoint %(number)s: entry %(seq)s is not the entry it signed"),
+                {"number": n, "seq": entries},
             )
         ]
     have = w.at_checkpoint[1]
@@ -398,8 +399,13 @@ def _against_checkpoint(cp: dict[str, Any], w: _Walk) -> list[Msg]:
         if have.get(kind, 0) != want.get(kind, 0):
             return [
                 Msg(
-                    N_("checkpoint %(n)s: the %(kind)s total was %(want)s, now %(have)s"),
-                    {"n": n, "kind": kind, "want": want.get(kind, 0), "have": have.get(kind, 0)},
+                    N_("checkpoint %(number)s: the %(kind)s total was %(want)s, now %(have)s"),
+                    {
+                        "number": n,
+                        "kind": kind,
+                        "want": want.get(kind, 0),
+                        "have": have.get(kind, 0),
+                    },
                 )
             ]
     return []

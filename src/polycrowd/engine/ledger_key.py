@@ -164,8 +164,8 @@ def _parse_env_key(value: str) -> bytes:
         return bytes.fromhex(value)
     if len(value) < MIN_ENV_KEY:
         raise LedgerKeyError(
-            N_("POLYCROWD_LEDGER_KEY is too short: use at least %(n)s characters"),
-            n=MIN_ENV_KEY,
+            N_("POLYCROWD_LEDGER_KEY is too short: use at least %(length)s characters"),
+            length=MIN_ENV_KEY,
         )
     return value.encode("utf-8")
 
