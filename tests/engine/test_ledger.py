@@ -269,6 +269,8 @@ async def test_a_missing_key_file_is_an_audit_failure_and_stops_writes(engine: E
     with pytest.raises(LedgerKeyError):
         async with engine.db.transaction() as tx:
             await ledger.append(tx, uid, "credit", 10, "r9", now=engine.clock(), keyring=fresh)
+    with pytest.raises(LedgerKeyError):
+        await ledger.checkpoint(engine.db, fresh, now=engine.clock())
     assert not key_file.exists()  # no new key was made up for a signed ledger
     assert (await engine.get_user(uid)).balance == 20
 

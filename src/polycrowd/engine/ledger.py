@@ -122,10 +122,16 @@ async def checkpoint(db: Store, keyring: LedgerKeyring, *, now: float) -> dict[s
     database and the checkpoint file, in one transaction. Returns the record."""
     async with db.transaction() as tx:
         await tx.ledger.lock_chain()
-        key = await _key(keyring, create=True)
-        assert key is not None  # create=True always gives a key
         last = await tx.ledger.last()
         previous = await tx.ledger.last_checkpoint()
+        # A new key only for a ledger nothing was signed in yet, never to replace a lost one.
+        fresh = (last is None or last[2] is None) and previous is None
+        key = await _key(keyring, create=fresh)
+        if key is None:
+            raise LedgerKeyError(
+                N_("the ledger is signed but its key is missing (%(where)s)"),
+                where=keyring.where,
+            )
         body: dict[str, Any] = {
             "v": 1,
             "n": 1 if previous is None else previous[0] + 1,

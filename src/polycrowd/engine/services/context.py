@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from polycrowd.engine.checking import Checker
@@ -27,7 +27,9 @@ class EngineContext:
     rng: random.Random
     clock: Callable[[], float]
     hooks: EngineHooks
-    keyring: LedgerKeyring  # the ledger's key and checkpoint file, outside the database
+    # The ledger's key and checkpoint file, outside the database. The Engine passes the one
+    # beside the database; a bare context (tests) gets a random in-memory key.
+    keyring: LedgerKeyring = field(default_factory=LedgerKeyring)
 
 
 async def load_user(tx: Session, user_id: int) -> User:
