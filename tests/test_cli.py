@@ -134,6 +134,9 @@ def test_audit_names_a_forged_entry_and_a_dropped_trigger(tmp_path: Path) -> Non
     assert _run("demo", "--json", "--workers", "20", "--db", str(db)).returncode == 0
     key = Path(f"{db}.ledger.key")
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    proc = _run("audit", "--db", str(db))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.endswith("; MACs verified, checkpoint 1\n")
     proc = _run("audit", "--db", str(db), "--json")
     assert proc.returncode == 0, proc.stderr
     clean = json.loads(proc.stdout)

@@ -342,7 +342,9 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(report.as_dict())
     elif report.ok:
-        print(f"ledger OK: {report.entries} entries, total {report.total}")
+        signed = "MACs verified" if report.authenticated else "unauthenticated"
+        checkpoint = f"checkpoint {report.checkpoint}" if report.checkpoint else "no checkpoint"
+        print(f"ledger OK: {report.entries} entries, total {report.total}; {signed}, {checkpoint}")
     if not args.json:
         for warning in report.warnings:
             print(f"polycrowd: warning: {translator.render(warning, lang)}", file=sys.stderr)
