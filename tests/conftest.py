@@ -35,6 +35,15 @@ class FakeClock:
         self.t += seconds
 
 
+@pytest.fixture(autouse=True)
+def _ledger_keys_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ledger keys and checkpoints of PostgreSQL databases go to a folder of the test's own
+    (not the user's ~/.config); no key from the caller's environment leaks in."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in ("POLYCROWD_LEDGER_KEY", "POLYCROWD_LEDGER_KEY_FILE", "POLYCROWD_CHECKPOINT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -128,6 +128,58 @@ def test_audit_detects_tampering(tmp_path: Path) -> None:
     assert "entry 7 was altered" in proc.stderr
 
 
+def test_audit_names_a_forged_entry_and_a_dropped_trigger(tmp_path: Path) -> None:
+    """File access is enough to append a bonus with a correct sha256 (issue 17); the MAC
+    it cannot compute gives it away, and a dropped trigger is named too, one line each."""
+    import sqlite3
+
+    from polycrowd.engine.ledger import entry_hash
+
+    db = tmp_path / "demo.db"
+    assert _run("demo", "--json", "--workers", "20", "--db", str(db)).returncode == 0
+    key = Path(f"{db}.ledger.key")
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    proc = _run("audit", "--db", str(db))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.endswith("; MACs verified, checkpoint 1\n")
+    proc = _run("audit", "--db", str(db), "--json")
+    assert proc.returncode == 0, proc.stderr
+    clean = json.loads(proc.stdout)
+    assert clean["ok"] and clean["authenticated"] and clean["checkpoint"] == 1  # on shutdown
+    con = sqlite3.connect(db)
+    seq, prev = con.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    digest = entry_hash(seq + 1, 1.0, 1, "bonus", 10**6, "bonus:forged", "", prev)
+    con.execute(
+        "INSERT INTO ledger(seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash)"
+        " VALUES (?, 1.0, 1, 'bonus', 1000000, 'bonus:forged', '', ?, ?)",
+        (seq + 1, prev, digest),
+    )
+    con.execute("UPDATE users SET balance = balance + 1000000 WHERE id = 1")
+    con.execute("DROP TRIGGER tr_ledger_no_delete")
+    con.commit()
+    con.close()
+    proc = _run("audit", "--db", str(db))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"polycrowd: ledger broken: entry {seq + 1} has no MAC (written without the ledger key)",
+        "polycrowd: ledger broken: append-only trigger tr_ledger_no_delete is missing or disabled",
+    ]
+    out = json.loads(_run("audit", "--db", str(db), "--json").stdout)
+    assert not out["ok"] and out["first_bad_seq"] == seq + 1 and len(out["problems"]) == 2
+
+
+def test_audit_without_the_key_file_fails_and_makes_no_key(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    assert _run("demo", "--json", "--workers", "20", "--db", str(db)).returncode == 0
+    key = Path(f"{db}.ledger.key")
+    key.unlink()
+    before = _digest(db)
+    proc = _run("audit", "--db", str(db))
+    assert proc.returncode == 1
+    assert f"the ledger is signed but its key is missing ({key})" in proc.stderr
+    assert not key.exists() and _digest(db) == before
+
+
 def test_every_command_has_help_with_an_example() -> None:
     for cmd in (
         "demo",

@@ -121,7 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ag.add_argument("--json", action="store_true", help="print JSON")
 
-    au = cmd("audit", "Verify the ledger's hash chain and balances.", "polycrowd audit --json")
+    au = cmd(
+        "audit",
+        "Verify the ledger: hash chain, MACs (POLYCROWD_LEDGER_KEY or the key file beside the"
+        " database), balances, append-only triggers and the latest signed checkpoint.",
+        "polycrowd audit --json",
+    )
     au.add_argument("--json", action="store_true", help="print JSON")
 
     ch = cmd(
@@ -188,13 +193,15 @@ async def _with_engine(
 ) -> Any:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
+    from polycrowd.engine.ledger_key import LedgerKeyring
     from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
     db = await open_store(settings.db, create=create)
     try:
         detector = LanguageDetector("script", settings.languages)
-        engine = Engine(db, RulesChecker(), detector.detect)
+        keyring = LedgerKeyring.for_store(settings.db, settings)
+        engine = Engine(db, RulesChecker(), detector.detect, keyring=keyring)
         return await fn(engine)
     finally:
         await db.close()
@@ -331,13 +338,24 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     async def go(engine: Any) -> Any:
         return await engine.audit()
 
+    from polycrowd.i18n import Translator
+
     report = asyncio.run(_with_engine(settings, go))
+    translator = Translator(default=settings.default_language)
+    lang = translator.normalize(settings.default_language)
     if args.json:
         _print_json(report.as_dict())
     elif report.ok:
-        print(f"ledger OK: {report.entries} entries, total {report.total}")
+        signed = "MACs verified" if report.authenticated else "unauthenticated"
+        checkpoint = f"checkpoint {report.checkpoint}" if report.checkpoint else "no checkpoint"
+        print(f"ledger OK: {report.entries} entries, total {report.total}; {signed}, {checkpoint}")
+    if not args.json:
+        for warning in report.warnings:
+            print(f"polycrowd: warning: {translator.render(warning, lang)}", file=sys.stderr)
     if not report.ok:
-        print(f"polycrowd: ledger broken: {report.problem}", file=sys.stderr)
+        for problem in report.problems:  # one line each
+            line = translator.render(problem, lang).replace("\n", " ")
+            print(f"polycrowd: ledger broken: {line}", file=sys.stderr)
         return 1
     return 0
 

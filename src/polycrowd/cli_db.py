@@ -34,7 +34,7 @@ def db_command(args: argparse.Namespace, settings: Settings, error: type[Excepti
 
         if is_postgres(args.source) or not is_postgres(args.dest):
             raise error("db copy goes from a SQLite file to a postgresql:// database")
-        out = asyncio.run(_copy(args.source, args.dest))
+        out = asyncio.run(_copy(args.source, args.dest, settings))
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     elif args.action == "migrate":
@@ -60,18 +60,22 @@ async def _migrate(url: str) -> dict[str, Any]:
     return {"database": redact_dsn(url) if is_postgres(url) else url, "schema_version": version}
 
 
-async def _copy(source: str, dest: str) -> dict[str, Any]:
+async def _copy(source: str, dest: str, settings: Settings) -> dict[str, Any]:
+    from polycrowd.engine.ledger_key import LedgerKeyring
     from polycrowd.engine.store.copy import copy_store
     from polycrowd.engine.store.postgres import PgDatabase
     from polycrowd.engine.store.sqlite import Database
 
+    keyring = LedgerKeyring.for_store(source, settings)
     src = await Database.open(source, create=False)
     try:
         dst = await PgDatabase.open(dest, create=True)
         try:
-            report = await copy_store(src, dst)
+            report = await copy_store(src, dst, keyring)
         finally:
             await dst.close()
     finally:
         await src.close()
+    if report.ok:  # the copy's ledger key and checkpoints go where the copy will look
+        await asyncio.to_thread(keyring.copy_to, LedgerKeyring.for_store(dest, settings))
     return report.as_dict()

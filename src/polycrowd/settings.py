@@ -48,6 +48,12 @@ class Settings:
     dashboard_url: str = ""  # public base URL of `polycrowd serve`, for /dashboard links
     metrics_port: int = 0  # >0: serve /metrics and /healthz beside `polycrowd run`
     quiet_hours: str = "22-8"  # UTC hours when no digest is sent ("" = none)
+    # The ledger's HMAC key (never logged, never in the database): this value, or else the
+    # key file (default: <db>.ledger.key beside a SQLite file), created on the first write.
+    ledger_key: str = field(default="", repr=False)
+    ledger_key_file: str = ""
+    checkpoint_file: str = ""  # default: <db>.checkpoints (JSON lines)
+    checkpoint_every_s: float = 3600.0
 
     @classmethod
     def from_env(

@@ -411,6 +411,18 @@ async def test_errors_are_logged_and_reach_the_admin_chat(
     await h.say(ann, "/help", "Commands:")
 
 
+async def test_a_ledger_checkpoint_is_posted_to_the_admin_chat(
+    telegram_bot: TelegramHarness,
+) -> None:
+    """The scheduled job signs the ledger's head and leaves a copy off the machine."""
+    h = telegram_bot
+    since = h.mark()
+    record = await h.app.scheduler.checkpoint()
+    posted = await h.message(TELEGRAM_ADMIN_CHAT, f"Ledger checkpoint {record['n']}:", since)
+    assert str(record["mac"])[:16] in posted.plain
+    assert (await h.app.engine.audit()).checkpoint == record["n"]
+
+
 async def test_a_rejected_token_fails_start_cleanly(
     telegram_app: object, tmp_path: object
 ) -> None:

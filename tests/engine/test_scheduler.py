@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from polycrowd.engine import ledger
 from polycrowd.engine.core import Engine
 from polycrowd.engine.scheduler import Scheduler
 from polycrowd.settings import Settings
@@ -61,6 +62,7 @@ async def test_scheduler_runs_jobs_and_shuts_down(engine: Engine, clock: FakeClo
             "close_projects",
             "expire",
             "fraud",
+            "ledger_checkpoint",
             "moderator_digest",
             "remind",
             "worker_digest",
@@ -70,3 +72,22 @@ async def test_scheduler_runs_jobs_and_shuts_down(engine: Engine, clock: FakeClo
     assert sched.jobs() == []
     assert await sched.remind() == [w.id]
     assert reminded == [[w.id]]
+
+
+async def test_the_checkpoint_job_signs_the_head_and_tells_the_admins(engine: Engine) -> None:
+    w, _ = await engine.user_for("memory", "1", "w", "en")
+    async with engine.db.transaction() as tx:
+        await ledger.append(tx, w.id, "bonus", 7, "b1", now=engine.clock(), keyring=engine.keyring)
+    posted: list[dict[str, object]] = []
+
+    async def on_checkpoint(record: dict[str, object]) -> None:
+        posted.append(record)
+
+    sched = Scheduler(engine, Settings())
+    sched.on_checkpoint = on_checkpoint
+    record = await sched.checkpoint()
+    assert posted == [record] and record["n"] == 1
+    path = engine.keyring.checkpoint_file
+    assert path is not None and path.read_text().count("\n") == 1
+    report = await engine.audit()
+    assert report.ok and report.checkpoint == 1 and record["totals"] == {"bonus": 7}

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from polycrowd.engine.checking import Checker
 from polycrowd.engine.core import Engine, EngineHooks, Flag
 from polycrowd.engine.language import LanguageDetector
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.scheduler import Scheduler
 from polycrowd.engine.store import Store, open_store
 from polycrowd.handlers.common import Dispatcher
@@ -87,6 +88,26 @@ class App:
                 if adapter is not None:
                     await adapter.send(chat, reply, self.translator.normalize(user.locale))
 
+    async def post_checkpoint(self, record: dict[str, Any]) -> None:
+        """Post a signed ledger checkpoint to every admin chat: a copy off this machine."""
+        reply = Reply.of(
+            Msg(
+                N_(
+                    "Ledger checkpoint %(number)s: %(entries)s entries,"
+                    " head %(head)s, MAC %(mac)s."
+                ),
+                {
+                    "number": record["n"],
+                    "entries": record["entries"],
+                    "head": str(record["head_hash"])[:16],
+                    "mac": str(record["mac"])[:16],
+                },
+            )
+        )
+        for adapter in self.adapters:
+            if adapter.admin_chat_id:
+                self.spawn(self._send_safe(adapter, adapter.admin_chat_id, reply))
+
     async def flush(self) -> None:
         """Wait for proactive sends started so far (tests, demo)."""
         while self._tasks:
@@ -95,6 +116,10 @@ class App:
     async def close(self) -> None:
         await self.flush()
         self.scheduler.shutdown()
+        try:  # a clean shutdown leaves a checkpoint of the ledger's head
+            await self.engine.checkpoint_ledger()
+        except Exception:
+            log.exception("could not write the ledger checkpoint")
         close = getattr(self.checker, "aclose", None)
         if close is not None:
             await close()
@@ -141,7 +166,8 @@ async def build_app(
     metrics = Metrics()
     checker = InstrumentedChecker(checker, metrics)
     hooks = EngineHooks()
-    engine = engine_factory(db, checker, detector.detect, hooks=hooks)
+    keyring = LedgerKeyring.for_store(settings.db, settings)
+    engine = engine_factory(db, checker, detector.detect, hooks=hooks, keyring=keyring)
     translator = translator or Translator(default=settings.default_language)
     dispatcher = Dispatcher(engine, settings, translator)
     app = App(
@@ -165,6 +191,7 @@ async def build_app(
     from polycrowd.bot.digests import wire_digests
 
     wire_digests(app)
+    app.scheduler.on_checkpoint = app.post_checkpoint
     return app
 
 

@@ -30,6 +30,7 @@ from polycrowd.engine.errors import (
 from polycrowd.engine.events import EngineHooks, Flag
 from polycrowd.engine.io import ProjectSpec
 from polycrowd.engine.language import Detection
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.services.context import EngineContext
 from polycrowd.engine.services.digests import WEEK, DigestService, ModeratorDigest, WorkerDigest
 from polycrowd.engine.services.feedback import LOGIN_TTL, FeedbackService, Login, Question
@@ -50,6 +51,7 @@ from polycrowd.engine.services.tasks import TasksService
 from polycrowd.engine.services.users import LINK_TTL, UsersService, WorkerStats
 from polycrowd.engine.store.base import Diagnostics, Store, Totals, WorkerSummary
 from polycrowd.engine.types import LedgerEntry, Project, Role, Task, User
+from polycrowd.settings import Settings
 
 __all__ = [
     "GOLD_TARGET",
@@ -80,9 +82,18 @@ class Engine:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         hooks: EngineHooks | None = None,
+        keyring: LedgerKeyring | None = None,
     ) -> None:
+        if keyring is None:  # the key file beside the database, or POLYCROWD_LEDGER_KEY
+            keyring = LedgerKeyring.for_store(str(getattr(db, "path", "")), Settings.from_env())
         ctx = EngineContext(
-            db, checker, detect_language, rng or random.Random(), clock, hooks or EngineHooks()
+            db,
+            checker,
+            detect_language,
+            rng or random.Random(),
+            clock,
+            hooks or EngineHooks(),
+            keyring,
         )
         self._ctx = ctx
         self.users = UsersService(ctx)
@@ -148,6 +159,11 @@ class Engine:
     @hooks.setter
     def hooks(self, value: EngineHooks) -> None:
         self._ctx.hooks = value
+
+    @property
+    def keyring(self) -> LedgerKeyring:
+        """Where the ledger's key and checkpoints live (outside the database)."""
+        return self._ctx.keyring
 
     async def diagnostics(self, project_id: int | None = None) -> Diagnostics:
         """The store's invariants counted (duplicate assignments, over-assigned items...)."""
@@ -306,6 +322,10 @@ class Engine:
 
     async def audit(self) -> ledger.AuditReport:
         return await self.payments.audit()
+
+    async def checkpoint_ledger(self) -> dict[str, Any]:
+        """Sign the ledger's head (count, hash, totals) into the checkpoint file."""
+        return await self.payments.checkpoint()
 
     async def ledger_entries(
         self, user_id: int | None = None, limit: int = 50

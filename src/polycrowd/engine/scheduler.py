@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -19,6 +20,7 @@ class Scheduler:
         self.engine = engine
         self.settings = settings
         self.on_idle: Callable[[list[int]], Awaitable[None]] | None = None
+        self.on_checkpoint: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._scheduler: AsyncIOScheduler | None = None
         from polycrowd.engine.digests import Digests
 
@@ -48,6 +50,14 @@ class Scheduler:
             flagged += len(await self.engine.scan_fraud(pid))
         return flagged
 
+    async def checkpoint(self) -> dict[str, Any]:
+        """Sign the ledger's head into the checkpoint file; tell the admins."""
+        record = await self.engine.checkpoint_ledger()
+        log.info("ledger checkpoint %s: %s entries", record["n"], record["entries"])
+        if self.on_checkpoint is not None:
+            await self.on_checkpoint(record)
+        return record
+
     def start(self) -> None:
         """Must be called from inside the running event loop."""
         sched = AsyncIOScheduler()
@@ -59,6 +69,7 @@ class Scheduler:
             (self.scan_fraud, "fraud", max(every, 600.0)),
             (self.digests.workers, "worker_digest", 3600.0),
             (self.digests.moderators, "moderator_digest", 3600.0),
+            (self.checkpoint, "ledger_checkpoint", self.settings.checkpoint_every_s),
         ]
         for job, name, seconds in jobs:
             sched.add_job(

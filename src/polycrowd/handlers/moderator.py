@@ -127,7 +127,7 @@ async def audit(ctx: Context, event: Event) -> list[Reply]:
                 total=money(report.total),
             )
         ]
-    return [ctx.text(N_("Ledger BROKEN: %(problem)s"), problem=report.problem)]
+    return [ctx.text(N_("Ledger BROKEN: %(problem)s"), problem=report.problem_msg)]
 
 
 async def _target(ctx: Context, ref: str) -> int:

@@ -11,9 +11,11 @@ import pytest
 from polycrowd.cli import main
 from polycrowd.engine.core import Engine
 from polycrowd.engine.language import LanguageDetector
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.store import Database
 from polycrowd.engine.store.copy import copy_store
 from polycrowd.models.rules import RulesChecker
+from polycrowd.settings import Settings
 
 from ...conftest import FakeClock, choice_spec, drop_postgres, items_csv, open_postgres
 
@@ -43,10 +45,13 @@ async def test_copy_keeps_everything_and_the_copy_goes_on(
     src = await Database.open(tmp_path / "src.db", create=False)
     dst = await open_postgres(postgres_url)
     try:
-        report = await copy_store(src, dst)
+        keyring = LedgerKeyring.for_store(str(tmp_path / "src.db"), Settings())
+        report = await copy_store(src, dst, keyring)
         assert report.ok, report.as_dict()
         assert report.rows["answers"] == 4 and report.rows["ledger"] == 4
-        engine = Engine(dst, RulesChecker(), LanguageDetector("script").detect, clock=clock)
+        engine = Engine(
+            dst, RulesChecker(), LanguageDetector("script").detect, clock=clock, keyring=keyring
+        )
         assert (await engine.status(1)).live_assignments == 1  # counters came along
         user, created = await engine.user_for("memory", "new", "new", "en")
         assert created and user.id == 5  # ids continue after the copied ones

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from polycrowd.engine.checking import Checker
 from polycrowd.engine.errors import NotFound
 from polycrowd.engine.events import EngineHooks, Flag, flag_raised
 from polycrowd.engine.language import Detection
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.store.base import Session, Store, Transaction
 from polycrowd.engine.types import Project, Task, User
 from polycrowd.i18n import N_
@@ -26,6 +27,9 @@ class EngineContext:
     rng: random.Random
     clock: Callable[[], float]
     hooks: EngineHooks
+    # The ledger's key and checkpoint file, outside the database. The Engine passes the one
+    # beside the database; a bare context (tests) gets a random in-memory key.
+    keyring: LedgerKeyring = field(default_factory=LedgerKeyring)
 
 
 async def load_user(tx: Session, user_id: int) -> User:

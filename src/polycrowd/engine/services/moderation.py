@@ -61,6 +61,7 @@ class ModerationService:
                             f"reverse:p{row['project_id']}:a{row['assignment_id']}",
                             memo=f"answer {answer_id} overruled",
                             now=self.ctx.clock(),
+                            keyring=self.ctx.keyring,
                         )
                     project = await load_project(tx, row["project_id"])
                     await self.scoring.uncount(tx, project, int(row["item_id"]))
@@ -140,5 +141,6 @@ class ModerationService:
                     f"appeal:{answer_id}",
                     memo=f"appeal upheld for answer {answer_id}",
                     now=self.ctx.clock(),
+                    keyring=self.ctx.keyring,
                 )
             await tx.flags.resolve_answer(answer_id, decision, FlagKind.APPEAL)

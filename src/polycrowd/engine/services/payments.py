@@ -48,6 +48,7 @@ class PaymentsService:
                     f"payout:{payout_id}",
                     memo="approved",
                     now=self.ctx.clock(),
+                    keyring=self.ctx.keyring,
                 )
             await tx.payouts.decide(
                 payout_id, PayoutState.APPROVED if approve else PayoutState.DENIED, actor_id
@@ -55,7 +56,11 @@ class PaymentsService:
             return amount
 
     async def audit(self) -> ledger.AuditReport:
-        return await ledger.verify(self.ctx.db)
+        return await ledger.verify(self.ctx.db, self.ctx.keyring)
+
+    async def checkpoint(self) -> dict[str, Any]:
+        """Sign the chain head into the checkpoint file and the database."""
+        return await ledger.checkpoint(self.ctx.db, self.ctx.keyring, now=self.ctx.clock())
 
     async def ledger_entries(
         self, user_id: int | None = None, limit: int = 50

@@ -151,6 +151,7 @@ class ScoringService:
                 f"credit:p{project.id}:a{task.assignment.id}",
                 memo=f"answer {answer_id}",
                 now=now,
+                keyring=self.ctx.keyring,
             )
             credited = entry.amount if entry else 0
         user = await load_user(tx, user_id)

@@ -242,6 +242,7 @@ class UsersService:
                 f"merge-out:{drop}",
                 memo=f"merged into user {keep}",
                 now=now,
+                keyring=self.ctx.keyring,
             )
             await ledger.append(
                 tx,
@@ -251,6 +252,7 @@ class UsersService:
                 f"merge-in:{drop}",
                 memo=f"merged from user {drop}",
                 now=now,
+                keyring=self.ctx.keyring,
             )
         await tx.users.retire_merged(keep, drop, answers)
 

@@ -35,6 +35,7 @@ TABLES = (
     "answers",
     "results",
     "ledger",
+    "ledger_checkpoints",
     "flags",
     "checker_stats",
     "payouts",
@@ -461,14 +462,25 @@ class LedgerRepository(Protocol):
 
     async def has_ref(self, ref: str) -> bool: ...
 
-    async def last(self) -> tuple[int, str] | None:
-        """(seq, hash) of the newest entry."""
+    async def last(self) -> tuple[int, str, str | None] | None:
+        """(seq, hash, mac) of the newest entry."""
 
-    async def insert(self, e: LedgerEntry) -> None:
-        """Write the entry and move the user's balance by its amount."""
+    async def insert(self, e: LedgerEntry, mac: str) -> None:
+        """Write the entry with its MAC and move the user's balance by its amount."""
 
     def chain(self) -> AsyncIterator[RowLike]:
-        """Every entry in sequence order, streamed."""
+        """Every entry (with its ``mac``) in sequence order, streamed."""
+
+    async def totals(self) -> dict[str, int]:
+        """Sum of amounts per kind."""
+
+    async def add_checkpoint(self, n: int, body: str, mac: str) -> None: ...
+
+    async def last_checkpoint(self) -> tuple[int, str, str] | None:
+        """(n, canonical JSON body, mac) of the newest checkpoint."""
+
+    async def missing_guards(self) -> list[str]:
+        """Names of the append-only triggers that are missing, disabled or defanged."""
 
     async def project_spend(self, project_id: int) -> int: ...
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polycrowd.engine import ledger
+from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.store.base import TABLES
 from polycrowd.engine.store.postgres import PgDatabase
 from polycrowd.engine.store.sqlite import Database
@@ -45,8 +46,12 @@ class CopyReport:
 
 
 async def copy_store(
-    src: Database, dst: PgDatabase, progress: Callable[[str, int], None] | None = None
+    src: Database,
+    dst: PgDatabase,
+    keyring: LedgerKeyring,
+    progress: Callable[[str, int], None] | None = None,
 ) -> CopyReport:
+    """Copy, then audit the copy with the source's ledger key and checkpoints."""
     copied = dict.fromkeys(TABLES, 0)
     async with dst.bulk_load() as load:
         for table in TABLES:
@@ -56,7 +61,7 @@ async def copy_store(
                 if progress is not None:
                     progress(table, copied[table])
     before, after = await src.table_sizes(), await dst.table_sizes()
-    report = await ledger.verify(dst)
+    report = await ledger.verify(dst, keyring)
     async with src.read() as tx:
         src_last = await tx.ledger.last()
     async with dst.read() as tx:

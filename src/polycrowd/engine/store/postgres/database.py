@@ -28,7 +28,7 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.postgres import repos
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 # Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
 V2_FEEDBACK = """
@@ -85,9 +85,32 @@ CREATE TABLE digest_runs (
 );
 """
 
+# Version 4: ledger entries carry a MAC (HMAC under a key kept outside the database; NULL in
+# entries written before); signed checkpoints of the chain head, append-only as well.
+V4_LEDGER = """
+ALTER TABLE ledger ADD COLUMN mac TEXT;
+CREATE TABLE ledger_checkpoints (
+    n BIGINT PRIMARY KEY,
+    body TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_no_truncate BEFORE TRUNCATE ON ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
+"""
+
 # version -> SQL applied to go from version-1 to version. A fresh database gets schema.sql,
 # which holds every version, instead; a migration's SQL never changes once released.
-MIGRATIONS: dict[int, str] = {2: V2_FEEDBACK}
+MIGRATIONS: dict[int, str] = {
+    2: V2_FEEDBACK,
+    3: "-- placeholder: the model-in-the-loop migration\n",
+    4: V4_LEDGER,
+}
 MIGRATION_LOCK = 0x70C0_0001  # advisory lock key: one process migrates at a time
 
 Row = Any  # asyncpg.Record (the driver ships no type information)
@@ -277,7 +300,8 @@ class PgDatabase:
             pending = range(current + 1, SCHEMA_VERSION + 1)
             scripts = [_schema_sql()] if current == 0 else [MIGRATIONS[v] for v in pending]
             for sql in scripts:
-                await tx.conn.execute(sql)
+                if any(ln.strip() and not ln.strip().startswith("--") for ln in sql.splitlines()):
+                    await tx.conn.execute(sql)
             for version in pending:
                 await tx.run(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",

@@ -415,6 +415,13 @@ class CheckerStatsRepo(lite.CheckerStatsRepo):
         )
 
 
+PG_LEDGER_GUARDS = (
+    *lite.LEDGER_GUARDS,
+    ("tr_ledger_no_truncate", "ledger"),
+    ("tr_ledger_checkpoints_no_truncate", "ledger_checkpoints"),
+)
+
+
 class LedgerRepo(lite.LedgerRepo):
     async def lock_chain(self) -> None:
         """Concurrent writers (other connections, other processes) queue here until the
@@ -423,10 +430,25 @@ class LedgerRepo(lite.LedgerRepo):
 
     async def chain(self) -> AsyncIterator[RowLike]:
         async for row in _conn(self).cursor(
-            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash"
+            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash, mac"
             " FROM ledger ORDER BY seq"
         ):
             yield row
+
+    async def missing_guards(self) -> list[str]:
+        rows = await self.tx.all(
+            "SELECT t.tgname, c.relname, t.tgenabled::text AS tgenabled, p.prosrc"
+            " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE NOT t.tgisinternal"
+            " AND t.tgrelid IN (to_regclass('ledger'), to_regclass('ledger_checkpoints'))"
+        )
+        found = {
+            str(r["tgname"]): str(r["relname"])
+            for r in rows
+            if str(r["tgenabled"]) in {"O", "A"} and "RAISE EXCEPTION" in str(r["prosrc"]).upper()
+        }
+        return [name for name, table in PG_LEDGER_GUARDS if found.get(name) != table]
 
     async def project_spend(self, project_id: int) -> int:
         spend = await self.tx.value(

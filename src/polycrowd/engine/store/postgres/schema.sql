@@ -323,3 +323,19 @@ CREATE TABLE digest_runs (
     sent_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (kind, target)
 );
+
+-- Version 4: ledger MACs and signed checkpoints (see database.py V4_LEDGER).
+ALTER TABLE ledger ADD COLUMN mac TEXT;
+CREATE TABLE ledger_checkpoints (
+    n BIGINT PRIMARY KEY,
+    body TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_no_truncate BEFORE TRUNCATE ON ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
+CREATE TRIGGER tr_ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();

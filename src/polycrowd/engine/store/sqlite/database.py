@@ -26,7 +26,7 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import repos
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 # Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
 V2_FEEDBACK = """
@@ -83,9 +83,32 @@ CREATE TABLE digest_runs (
 );
 """
 
+# Version 4: ledger entries carry a MAC (HMAC under a key kept outside the database; NULL in
+# entries written before); signed checkpoints of the chain head, append-only as well.
+V4_LEDGER = """
+ALTER TABLE ledger ADD COLUMN mac TEXT;
+CREATE TABLE ledger_checkpoints (
+    n INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'ledger is append-only');
+END;
+CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'ledger is append-only');
+END;
+"""
+
 # version -> SQL applied to go from version-1 to version. A fresh database gets schema.sql,
 # which holds every version, instead; a migration's SQL never changes once released.
-MIGRATIONS: dict[int, str] = {2: V2_FEEDBACK}
+MIGRATIONS: dict[int, str] = {
+    2: V2_FEEDBACK,
+    3: "-- placeholder: the model-in-the-loop migration\n",
+    4: V4_LEDGER,
+}
 
 
 Row = aiosqlite.Row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -975,6 +976,15 @@ class CheckerStatsRepo(_Repo):
         )
 
 
+#: The triggers that keep the ledger and its checkpoints append-only: (name, table).
+LEDGER_GUARDS = (
+    ("tr_ledger_no_update", "ledger"),
+    ("tr_ledger_no_delete", "ledger"),
+    ("tr_ledger_checkpoints_no_update", "ledger_checkpoints"),
+    ("tr_ledger_checkpoints_no_delete", "ledger_checkpoints"),
+)
+
+
 class LedgerRepo(_Repo):
     async def lock_chain(self) -> None:
         """Serialise appends to the chain until the transaction ends.
@@ -984,17 +994,20 @@ class LedgerRepo(_Repo):
     async def has_ref(self, ref: str) -> bool:
         return bool(await self.tx.value("SELECT 1 FROM ledger WHERE ref = ?", (ref,)))
 
-    async def last(self) -> tuple[int, str] | None:
-        """(seq, hash) of the newest entry."""
-        last = await self.tx.one("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-        return None if last is None else (int(last["seq"]), str(last["hash"]))
+    async def last(self) -> tuple[int, str, str | None] | None:
+        """(seq, hash, mac) of the newest entry."""
+        last = await self.tx.one("SELECT seq, hash, mac FROM ledger ORDER BY seq DESC LIMIT 1")
+        if last is None:
+            return None
+        mac = last["mac"]
+        return int(last["seq"]), str(last["hash"]), None if mac is None else str(mac)
 
-    async def insert(self, e: LedgerEntry) -> None:
-        """Write the entry and move the user's balance by its amount."""
+    async def insert(self, e: LedgerEntry, mac: str) -> None:
+        """Write the entry with its MAC and move the user's balance by its amount."""
         await self.tx.run(
-            "INSERT INTO ledger(seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (e.seq, e.ts, e.user_id, e.kind, e.amount, e.ref, e.memo, e.prev_hash, e.hash),
+            "INSERT INTO ledger(seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash, mac)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (e.seq, e.ts, e.user_id, e.kind, e.amount, e.ref, e.memo, e.prev_hash, e.hash, mac),
         )
         await self.tx.run(
             "UPDATE users SET balance = balance + ? WHERE id = ?", (e.amount, e.user_id)
@@ -1003,11 +1016,37 @@ class LedgerRepo(_Repo):
     async def chain(self) -> AsyncIterator[RowLike]:
         """Every entry in sequence order, streamed."""
         async with cast("Tx", self.tx).conn.execute(
-            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash"
+            "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash, mac"
             " FROM ledger ORDER BY seq"
         ) as cur:
             async for row in cur:
                 yield row
+
+    async def totals(self) -> dict[str, int]:
+        rows = await self.tx.all("SELECT kind, SUM(amount) AS s FROM ledger GROUP BY kind")
+        return {str(r["kind"]): int(r["s"] or 0) for r in rows}
+
+    async def add_checkpoint(self, n: int, body: str, mac: str) -> None:
+        await self.tx.run(
+            "INSERT INTO ledger_checkpoints(n, body, mac) VALUES (?, ?, ?)", (n, body, mac)
+        )
+
+    async def last_checkpoint(self) -> tuple[int, str, str] | None:
+        row = await self.tx.one(
+            "SELECT n, body, mac FROM ledger_checkpoints ORDER BY n DESC LIMIT 1"
+        )
+        return None if row is None else (int(row["n"]), str(row["body"]), str(row["mac"]))
+
+    async def missing_guards(self) -> list[str]:
+        rows = await self.tx.all(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'"
+        )
+        found = {
+            str(r["name"]): str(r["tbl_name"])
+            for r in rows
+            if "RAISE(ABORT" in re.sub(r"\s+", "", str(r["sql"] or "")).upper()
+        }
+        return [name for name, table in LEDGER_GUARDS if found.get(name) != table]
 
     async def project_spend(self, project_id: int) -> int:
         spend = await self.tx.value(

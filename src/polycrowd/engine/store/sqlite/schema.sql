@@ -324,3 +324,19 @@ CREATE TABLE digest_runs (
     sent_at REAL NOT NULL,
     PRIMARY KEY (kind, target)
 );
+
+-- Version 4: ledger MACs and signed checkpoints (see database.py V4_LEDGER).
+ALTER TABLE ledger ADD COLUMN mac TEXT;
+CREATE TABLE ledger_checkpoints (
+    n INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'ledger is append-only');
+END;
+CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'ledger is append-only');
+END;
