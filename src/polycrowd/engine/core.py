@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from polycrowd.engine import ledger, matching, quality
+from polycrowd.engine import ledger, loop, matching, prelabels, quality
 from polycrowd.engine.aggregation import encode, item_posterior, krippendorff_alpha
 from polycrowd.engine.checking import Checker, CheckRequest, Decision, Verdict
 from polycrowd.engine.io import (
@@ -580,6 +580,7 @@ class Engine:
                     reason=user.status_reason or user.status,
                 )
             want_gold = await self._want_gold(tx, user_id)
+            floor, capped = await prelabels.pick_limits(tx, user_id)
             aid = await matching.pick(
                 tx,
                 user_id,
@@ -588,6 +589,8 @@ class Engine:
                 chat_id=chat_id,
                 platform=platform,
                 now=now,
+                floor=floor,
+                capped=capped,
             )
             await tx.run("UPDATE users SET last_active = ? WHERE id = ?", (now, user_id))
             return None if aid is None else await _task(tx, aid)
@@ -898,10 +901,22 @@ class Engine:
         item_row = await tx.one("SELECT answered, target FROM items WHERE id = ?", (item_id,))
         assert item_row is not None
         answered, target = int(item_row["answered"]), int(item_row["target"])
-        label, confidence, agreement = _estimate(project, rows)
-        done = answered >= project.overlap_max or (
-            answered >= project.overlap and confidence >= project.confidence_target
+        # The model is one more voter (engine/loop.py): its earned vote is the prior.
+        vote = await prelabels.model_vote(tx, project, item_id)
+        label, confidence, agreement = _estimate(project, rows, vote)
+        human_conf = _estimate(project, rows)[1] if vote is not None else confidence
+        cfg = await prelabels.config(tx, project.id) if vote is not None else None
+        done = loop.should_close(
+            confidence,
+            answered,
+            overlap=project.overlap,
+            overlap_max=project.overlap_max,
+            confidence_target=project.confidence_target,
+            model_used=vote is not None,
+            min_human_answers=project.overlap if cfg is None else cfg.min_human_answers,
         )
+        if vote is not None and not done:
+            await prelabels.after_answer(tx, project, item_id, vote, label, agreement, answered)
         new_target = target
         if not done and answered >= target:
             new_target = min(project.overlap_max, target + 1)
@@ -911,12 +926,24 @@ class Engine:
         )
         await tx.run(
             "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
-            " answers, updated_at) VALUES (?, ?, ?, 'online', ?, ?, ?, ?)"
+            " answers, updated_at, model_version, human_confidence)"
+            " VALUES (?, ?, ?, 'online', ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(item_id) DO UPDATE SET label = excluded.label,"
             " method = excluded.method, confidence = excluded.confidence,"
             " agreement = excluded.agreement, answers = excluded.answers,"
-            " updated_at = excluded.updated_at",
-            (item_id, project.id, label, confidence, agreement, len(rows), self.clock()),
+            " updated_at = excluded.updated_at, model_version = excluded.model_version,"
+            " human_confidence = excluded.human_confidence",
+            (
+                item_id,
+                project.id,
+                label,
+                confidence,
+                agreement,
+                len(rows),
+                self.clock(),
+                None if vote is None else vote.version,
+                human_conf,
+            ),
         )
         if done and project.task_type.has_buttons:
             # Agreement with a confident result is (weaker) evidence of skill, and tells how
@@ -1570,7 +1597,7 @@ class Engine:
         async with self.db.read() as tx:
             items = await tx.all(
                 "SELECT i.id, i.external_id, i.lang, i.gold, r.label, r.confidence,"
-                " r.agreement, r.method, r.answers FROM items i"
+                " r.agreement, r.method, r.answers, r.model_version FROM items i"
                 " LEFT JOIN results r ON r.item_id = i.id"
                 " WHERE i.project_id = ? AND i.is_gold = 0 ORDER BY i.id",
                 (project_id,),
@@ -1600,6 +1627,7 @@ class Engine:
                 "agreement": None if r["agreement"] is None else round(r["agreement"], 4),
                 "method": r["method"],
                 "answers": r["answers"] or 0,
+                "model": r["model_version"],
                 "gold": r["gold"],
                 "worker_answers": per_item.get(int(r["id"]), []),
             }
@@ -1672,8 +1700,11 @@ def _same_answer(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def _estimate(project: Project, rows: Sequence[RowLike]) -> tuple[str, float, float]:
-    """(label, confidence, agreement) of one item from its counted answers."""
+def _estimate(
+    project: Project, rows: Sequence[RowLike], vote: prelabels.ModelVote | None = None
+) -> tuple[str, float, float]:
+    """(label, confidence, agreement) of one item from its counted answers (and the model's
+    earned vote, as the prior, when it takes part)."""
     if not rows:
         return "", 0.0, 0.0
     payloads = [str(r["payload"]) for r in rows]
@@ -1683,7 +1714,9 @@ def _estimate(project: Project, rows: Sequence[RowLike]) -> tuple[str, float, fl
         skills = [float(r["skill"]) for r in rows if str(r["payload"]) in index]
         if not votes:
             return payloads[0], 0.0, 0.0
-        post = item_posterior(votes, skills, len(project.labels), None)
+        post = item_posterior(
+            votes, skills, len(project.labels), None if vote is None else vote.prior
+        )
         k = int(np.argmax(post))
         label = project.labels[k]
         agreement = sum(1 for v in votes if v == k) / len(votes)

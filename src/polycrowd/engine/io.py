@@ -69,6 +69,9 @@ class ProjectSpec:
     checker: Mapping[str, Any] = field(default_factory=dict)
     target_lang: str | None = None
     deadline: float | None = None
+    # model in the loop (engine/prelabels.py): {min_human_answers: N, retrain_every: M}
+    model: Mapping[str, Any] = field(default_factory=dict)
+    max_share: float = 1.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,8 @@ class ProjectSpec:
             "checker": dict(self.checker),
             "target_lang": self.target_lang,
             "deadline": self.deadline,
+            "model": dict(self.model) or None,
+            "max_share": self.max_share,
         }
 
 
@@ -200,6 +205,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
         raise InputError(f"{source}: 'checker' must be a mapping")
     target_lang = data.get("target_lang")
     deadline = _deadline(data.get("deadline"), source)
+    model = data.get("model") or {}
+    if not isinstance(model, dict) or set(model) - {"min_human_answers", "retrain_every"}:
+        raise InputError(f"{source}: 'model' must be a mapping with min_human_answers")
+    for key, lo_n in (("min_human_answers", 0), ("retrain_every", 1)):
+        _num(model, key, max(lo_n, 1), lo_n, 1_000_000)
     reward = data.get("reward", 0)
     if isinstance(reward, bool) or not isinstance(reward, int) or reward < 0:
         raise InputError(f"{source}: 'reward' must be a whole number of minor units (cents)")
@@ -221,6 +231,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
         checker=checker,
         target_lang=str(target_lang) if target_lang else None,
         deadline=deadline,
+        model={str(k): int(v) for k, v in model.items()},
+        max_share=_num(data, "max_share", 1.0, 0.01, 1.0),
     )
 
 
@@ -395,6 +407,7 @@ EXPORT_FIELDS = (
     "agreement",
     "method",
     "answers",
+    "model",
     "gold",
     "worker_answers",
 )

@@ -13,7 +13,9 @@ same triggers.
 from __future__ import annotations
 
 import functools
+import json
 import time
+from collections.abc import Sequence
 
 from polycrowd.engine.store import Tx
 
@@ -21,14 +23,20 @@ from polycrowd.engine.store import Tx
 # an index walk over ix_items_pick in (filled, confidence, project_id, id) order, filtered
 # by the live project, a free slot, "not seen by this worker" and the skill requirements,
 # and stops at the first hit. The outer ORDER BY merges the few branch winners: honeypots
-# first when wanted, then fewest answers, lowest confidence, older projects first.
+# first when wanted, then the model-in-the-loop priority (engine/loop.py: unsure items and
+# model-vs-people disagreement first; 0 for all items without a model), fewest answers,
+# lowest confidence, older projects first. ``:floor`` keeps newcomers off hard items (a
+# range on the index) and ``:capped`` lists projects where the worker is over max_share.
 BRANCH_SQL = """
 SELECT * FROM (
-  SELECT i.id AS item_id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
+  SELECT i.id AS item_id, i.project_id, i.is_gold, i.priority, i.filled, i.confidence,
+         p.assignment_ttl
   FROM items AS i INDEXED BY ix_items_pick
   JOIN projects AS p ON p.id = i.project_id
   WHERE i.lang = :lang{k} AND i.is_gold = {gold} AND i.state = 'open'
+    AND i.priority >= :floor
     AND p.state = 'live'
+    AND i.project_id NOT IN (SELECT value FROM json_each(:capped))
     AND (:project IS NULL OR i.project_id = :project)
     AND i.filled < i.target
     AND NOT EXISTS (
@@ -41,7 +49,7 @@ SELECT * FROM (
     AND NOT EXISTS (
         SELECT 1 FROM user_skills AS own
         WHERE own.user_id = :worker AND own.skill = 'project:' || p.id AND own.paused = 1)
-  ORDER BY i.filled, i.confidence, i.project_id, i.id
+  ORDER BY i.priority, i.filled, i.confidence, i.project_id, i.id
   LIMIT 1
 )"""
 
@@ -51,7 +59,8 @@ INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, s
 SELECT c.item_id, :worker, c.project_id, :now, :now + c.assignment_ttl, 'issued', :chat,
        :platform
 FROM ({branches}) AS c
-ORDER BY (c.is_gold != :want_gold), c.filled, c.confidence, c.project_id, c.item_id
+ORDER BY (c.is_gold != :want_gold), c.priority, c.filled, c.confidence, c.project_id,
+         c.item_id
 LIMIT 1
 RETURNING id
 """
@@ -76,6 +85,8 @@ async def pick(
     chat_id: str = "",
     platform: str = "",
     now: float | None = None,
+    floor: float = -1e9,
+    capped: Sequence[int] = (),
 ) -> int | None:
     """Claim the next item for ``worker_id``; return the new assignment id or None."""
     langs = [
@@ -94,6 +105,8 @@ async def pick(
         "want_gold": 1 if want_gold else 0,
         "chat": chat_id,
         "platform": platform,
+        "floor": floor,
+        "capped": json.dumps(list(capped)),
     }
     params.update({f"lang{k}": lang for k, lang in enumerate(langs)})
     row = await tx.one(pick_sql(len(langs), want_gold), params)
