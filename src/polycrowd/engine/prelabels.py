@@ -444,3 +444,24 @@ async def status(tx: Tx, project: Project) -> LoopStatus:
         model_closed=int(closed or 0),
         human_answers=sum(counts),
     )
+
+
+async def issue(tx: Tx, item_id: int, worker_id: int, now: float) -> int:
+    """Assign one given item to one worker (``polycrowd replay``: a past answer arrives for
+    that very item). Returns the assignment id."""
+    return await tx.run(
+        "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state)"
+        " SELECT i.id, ?, i.project_id, ?, ? + p.assignment_ttl, 'issued' FROM items i"
+        " JOIN projects p ON p.id = i.project_id WHERE i.id = ?",
+        (worker_id, now, now, item_id),
+    )
+
+
+async def open_items(tx: Tx, project_id: int) -> list[int]:
+    """Open item ids of a project in pick order (priority, fewest answers, oldest)."""
+    rows = await tx.all(
+        "SELECT id FROM items WHERE project_id = ? AND state = 'open' AND is_gold = 0"
+        " ORDER BY priority, filled, confidence, id",
+        (project_id,),
+    )
+    return [int(r[0]) for r in rows]
