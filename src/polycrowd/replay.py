@@ -44,7 +44,7 @@ class ReplayConfig:
     overlap_max: int = 5
     confidence_target: float = 0.95
     min_human_answers: int = 1
-    retrain_every: int = 50
+    retrain_every: int = 0  # 0: every max(10, items / 40) new confident results
     seed: int = 0
 
 
@@ -165,6 +165,7 @@ async def _run(
     clock = [1_000_000.0]
     engine = Engine(db, RulesChecker(), LanguageDetector("script").detect, clock=lambda: clock[0])
     use_model = predictor is not None and contents is not None
+    every = config.retrain_every or max(10, len(by_item) // 40)
     spec = ProjectSpec(
         name="replay",
         task_type=task_type,
@@ -177,7 +178,7 @@ async def _run(
         model=(
             {
                 "min_human_answers": config.min_human_answers,
-                "retrain_every": config.retrain_every,
+                "retrain_every": every,
             }
             if use_model
             else {}
@@ -244,7 +245,7 @@ async def _run(
                 state = await tx.value("SELECT state FROM items WHERE id = ?", (nxt,))
             if state != "open":
                 break
-        since = (since + 1) % max(1, config.retrain_every // 2)
+        since = (since + 1) % max(1, every // 2)
         if progress is not None:
             progress(used, total)
         if gold and used % 200 < 2:
