@@ -35,8 +35,15 @@ def test_replay_people_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     labels, gold, _ = _fixture(tmp_path)
     assert main(["replay", str(labels), "--gold", str(gold), "--overlap", "3", "5"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"answers_all", "answers_used", "saved_fraction", "accuracy_all",
-                        "accuracy", "accuracy_delta", "gini"}
+    assert set(out) == {
+        "answers_all",
+        "answers_used",
+        "saved_fraction",
+        "accuracy_all",
+        "accuracy",
+        "accuracy_delta",
+        "gini",
+    }
     assert out["answers_all"] == 300
     assert 180 <= out["answers_used"] <= 300  # at least the overlap minimum of 3
     assert 0.0 <= out["gini"] < 1.0

@@ -40,11 +40,21 @@ def add_parsers(cmd: Cmd) -> None:
     r.add_argument("labels", help="TSV with columns item, worker, label (one header line)")
     r.add_argument("--items", help="TSV item, content (texts, or pixels/image paths)")
     r.add_argument("--gold", help="TSV item, label: accuracy is measured on these")
-    r.add_argument("--overlap", type=int, nargs="+", default=[3, 5], metavar="N",
-                   help="overlap min [max] (default 3 5)")
+    r.add_argument(
+        "--overlap",
+        type=int,
+        nargs="+",
+        default=[3, 5],
+        metavar="N",
+        help="overlap min [max] (default 3 5)",
+    )
     r.add_argument("--confidence", type=float, default=0.95, help="confidence target")
-    r.add_argument("--min-human-answers", type=int, default=1,
-                   help="people per item when the model is sure (default 1)")
+    r.add_argument(
+        "--min-human-answers",
+        type=int,
+        default=1,
+        help="people per item when the model is sure (default 1)",
+    )
     r.add_argument("--image", action="store_true", help="items are images (pixel model)")
     r.add_argument("--encoder", help="encoder folder for text items (default: MiniLM)")
     r.add_argument("--seed", type=int, default=0)

@@ -143,7 +143,15 @@ async def replay(
         db = await Database.open(Path(tmp) / "replay.db")
         try:
             return await _run(
-                db, by_item, labels, contents, gold, predictor, task_type, config, progress,
+                db,
+                by_item,
+                labels,
+                contents,
+                gold,
+                predictor,
+                task_type,
+                config,
+                progress,
                 answers,
             )
         finally:

@@ -115,8 +115,9 @@ async def test_predictions_are_stored_and_order_the_pick(
         )
     assert n == 6
     async with db.read() as tx:
-        row = await tx.one("SELECT model_version, probs FROM item_predictions WHERE item_id = ?",
-                           (ids[4],))
+        row = await tx.one(
+            "SELECT model_version, probs FROM item_predictions WHERE item_id = ?", (ids[4],)
+        )
         targets = {
             int(r["id"]): int(r["target"])
             for r in await tx.all("SELECT id, target FROM items WHERE project_id = ?", (pid,))
@@ -155,7 +156,9 @@ async def test_model_lets_an_item_close_with_fewer_people(
             )
             await tx.run("UPDATE items SET state = 'done' WHERE id = ?", (i,))
         await prelabels.store_predictions(
-            tx, project, prelabels.Prediction("tiny@1", {i: [0.999, 0.001] for i in ids}),
+            tx,
+            project,
+            prelabels.Prediction("tiny@1", {i: [0.999, 0.001] for i in ids}),
             clock(),
         )
     w = await _worker(engine, "b")
@@ -164,8 +167,9 @@ async def test_model_lets_an_item_close_with_fewer_people(
     await engine.submit(w, task.assignment.id, "yes", seconds=20)
     async with db.read() as tx:
         state = await tx.value("SELECT state FROM items WHERE id = ?", (task.item.id,))
-        model = await tx.value("SELECT model_version FROM results WHERE item_id = ?",
-                               (task.item.id,))
+        model = await tx.value(
+            "SELECT model_version FROM results WHERE item_id = ?", (task.item.id,)
+        )
     assert state == "done" and model == "tiny@1"
     rows = await engine.export_rows(pid)
     exported = next(r for r in rows if r["answers"] == 1)
@@ -192,13 +196,18 @@ async def test_wrong_model_loses_its_say(engine: Engine, db: Database, clock: Fa
 async def test_pick_is_one_indexed_query(db: Database) -> None:
     sql = matching.pick_sql(1, False)
     params = {
-        "worker": 1, "now": 0.0, "project": None, "want_gold": 0, "chat": "", "platform": "",
-        "floor": -1e9, "capped": "[]", "lang0": "en",
+        "worker": 1,
+        "now": 0.0,
+        "project": None,
+        "want_gold": 0,
+        "chat": "",
+        "platform": "",
+        "floor": -1e9,
+        "capped": "[]",
+        "lang0": "en",
     }
     async with db.read() as tx:
-        plan = " | ".join(
-            str(r[3]) for r in await tx.all("EXPLAIN QUERY PLAN " + sql, params)
-        )
+        plan = " | ".join(str(r[3]) for r in await tx.all("EXPLAIN QUERY PLAN " + sql, params))
     assert "USING INDEX ix_items_pick" in plan
     assert "SCAN i " not in plan.replace("USING INDEX", "")
     assert "TEMP B-TREE FOR ORDER BY" not in plan.split("SEARCH i")[1].split("|")[0]

@@ -18,7 +18,7 @@ def _blobs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     for i in range(n):
         lab = "a" if i % 2 else "b"
         img = rng.random((4, 4)) * 4
-        img[:, :2 if lab == "a" else 4] += 0 if lab == "b" else 8
+        img[:, : 2 if lab == "a" else 4] += 0 if lab == "b" else 8
         if lab == "b":
             img[:, 2:] += 8
         texts.append(" ".join(str(round(float(v), 2)) for v in img.reshape(-1)))
@@ -34,12 +34,14 @@ def test_pixel_features_scale_and_pad() -> None:
 def test_pixel_model_predicts_calibrated_distributions() -> None:
     texts, labels = _blobs(60)
     model = image_prelabeler()
-    pred = model.train_predict(["a", "b"], list(zip(texts[:40], labels[:40])),
-                               list(enumerate(texts)))
+    pred = model.train_predict(
+        ["a", "b"], list(zip(texts[:40], labels[:40], strict=False)), list(enumerate(texts))
+    )
     assert pred.model_version.startswith("pixels+lr-n40@")
     probs = np.asarray([pred.probs[i] for i in range(60)])
     assert np.allclose(probs.sum(axis=1), 1.0)
-    right = np.mean([["a", "b"][int(k)] == y for k, y in zip(probs.argmax(1), labels)])
+    names = ["a", "b"]
+    right = np.mean([names[int(k)] == y for k, y in zip(probs.argmax(1), labels, strict=True)])
     assert right > 0.9
     assert pred.accuracy is not None and pred.accuracy > 0.8
     assert pred.ece is not None and 0.0 <= pred.ece < 0.3
@@ -61,7 +63,7 @@ async def test_retraining_when_enough_confident_results(
         assert not await prelabels.needs_training(tx, project)
         ids = [int(r[0]) for r in await tx.all("SELECT id FROM items ORDER BY id")]
     async with db.transaction() as tx:  # twelve confident results arrive
-        for i, lab in zip(ids[:12], labels[:12]):
+        for i, lab in zip(ids[:12], labels[:12], strict=False):
             await tx.run(
                 "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
                 " answers, updated_at, human_confidence) VALUES (?, ?, ?, 'online', 0.99, 1,"

@@ -240,7 +240,8 @@ class ModelAnnotator:
         spread = spread / total if total > 0 else np.full(self.n_labels, 0.0)
         out: FloatArray = (1.0 - acc) * spread
         out[m] = acc
-        return out / out.sum()
+        result: FloatArray = out / out.sum()
+        return result
 
     def weight(self) -> float:
         """A one-number summary of trust: mean earned accuracy over the bands it was seen in

@@ -132,7 +132,9 @@ def _index(project: Project) -> dict[str, int]:
     return {lab: k for k, lab in enumerate(project.labels)}
 
 
-async def _annotator(tx: Tx, project: Project, probs: Mapping[int, FloatRow]) -> loop.ModelAnnotator:
+async def _annotator(
+    tx: Tx, project: Project, probs: Mapping[int, FloatRow]
+) -> loop.ModelAnnotator:
     """The model's earned accuracy: gold items (weight 1) and results the people alone were
     sure of (agreement weight), never results the model itself helped to close."""
     ann = loop.ModelAnnotator(len(project.labels))
@@ -255,8 +257,14 @@ async def store_predictions(tx: Tx, project: Project, pred: Prediction, now: flo
         )
         if answered == 0 and target == 0:
             closes.append(
-                (int(r["id"]), project.id, project.labels[top], float(prior[top]), now,
-                 pred.model_version)
+                (
+                    int(r["id"]),
+                    project.id,
+                    project.labels[top],
+                    float(prior[top]),
+                    now,
+                    pred.model_version,
+                )
             )
         updates.append((pri, max(target, 1), int(r["id"])))
     await tx.many("UPDATE items SET priority = ?, target = ? WHERE id = ?", updates)
@@ -347,7 +355,8 @@ async def pick_limits(tx: Tx, user_id: int) -> tuple[float, list[int]]:
             (user_id, p["id"]),
         )
         total = await tx.value(
-            "SELECT COUNT(*) FROM answers WHERE project_id = ? AND status IN ('accepted', 'review')",
+            "SELECT COUNT(*) FROM answers WHERE project_id = ?"
+            " AND status IN ('accepted', 'review')",
             (p["id"],),
         )
         if loop.over_share(int(mine or 0), int(total or 0), share):
@@ -436,9 +445,7 @@ async def status(tx: Tx, project: Project) -> LoopStatus:
         ece=None if m is None else m["ece"],
         trained_on=0 if m is None else int(m["trained_on"]),
         model_weight=weight,
-        accuracy_by_band={
-            b: (n, (k / n) if n else None) for b, (n, k) in bands.items()
-        },
+        accuracy_by_band={b: (n, (k / n) if n else None) for b, (n, k) in bands.items()},
         gini=loop.gini(counts),
         median_first_task_s=loop.median_time_to_first([max(0.0, w) for w in waits]),
         model_closed=int(closed or 0),

@@ -129,7 +129,7 @@ class Prelabeler:
             return np.stack([self._cache[c] for c in contents])
 
     def _fit(self, x: Features, y: npt.NDArray[np.int64]) -> Any:
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
         return LogisticRegression(C=self.c, max_iter=500).fit(x, y)
 
