@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,45 @@ async def test_share_cap_stops_one_fast_worker(engine: Engine, db: Database) -> 
     async with db.read() as tx:
         status = await prelabels.status(tx, await engine.get_project(pid))
     assert status.gini > 0 and status.median_first_task_s is not None
+
+
+class _Nearest:
+    """A tiny real model: predicts the label of the training text with the same first word."""
+
+    def train_predict(
+        self,
+        labels: Sequence[str],
+        examples: Sequence[tuple[str, str]],
+        items: Sequence[tuple[int, str]],
+    ) -> prelabels.Prediction:
+        seen = {t.split()[0]: lab for t, lab in examples}
+        probs = {}
+        for i, text in items:
+            lab = seen.get(text.split()[0])
+            probs[i] = [0.9 if x == lab else 0.1 for x in labels] if lab else [0.5, 0.5]
+        return prelabels.Prediction(f"nearest-n{len(examples)}", probs, trained_on=len(examples))
+
+
+async def test_scheduler_retrains_when_enough_confident_results(
+    engine: Engine, db: Database
+) -> None:
+    from polycrowd.engine.scheduler import Scheduler
+    from polycrowd.settings import Settings
+
+    pid = await _live(engine, 20, model={"min_human_answers": 1, "retrain_every": 5})
+    sched = Scheduler(engine, Settings())
+    sched.predictor_for = lambda project: _Nearest()
+    assert await sched.retrain() == []  # nothing confident yet
+    ids = await _item_ids(db, pid)
+    async with db.transaction() as tx:
+        for i in ids[:6]:
+            await tx.run(
+                "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
+                " answers, updated_at) VALUES (?, ?, 'yes', 'online', 0.99, 1, 3, 0)",
+                (i, pid),
+            )
+    assert await sched.retrain() == [pid]
+    assert await sched.retrain() == []  # no new results since
+    async with db.read() as tx:
+        status = await prelabels.status(tx, await engine.get_project(pid))
+    assert status.model_version == "nearest-n6"

@@ -170,6 +170,13 @@ class Prelabeler:
         probs = loop.apply_temperature(
             self._proba(clf, self.features([c for _, c in items]), len(labels)), temperature
         )
+        # Items the model was trained on get their out-of-fold prediction: the engine learns
+        # the model's trust from those items, and a model scored on what it memorised would
+        # earn trust it does not deserve.
+        honest = {c: row for (c, _), row in zip(ex, calibrated, strict=True)}
+        for k, (_, c) in enumerate(items):
+            if c in honest:
+                probs[k] = honest[c]
         digest = hashlib.sha256(y.tobytes() + x[:, :4].tobytes()).hexdigest()[:8]
         version = f"{self.name}-n{len(ex)}@{digest}"
         return Prediction(
