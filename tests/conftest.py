@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -113,7 +114,9 @@ def _probe(url: str) -> str:
         await conn.close()
 
     try:
-        asyncio.run(connect())
+        # in a thread of its own: this session fixture may be set up inside a running loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, connect()).result()
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return f"cannot connect to PostgreSQL: {exc}".splitlines()[0]
     return ""

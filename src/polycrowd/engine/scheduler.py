@@ -3,12 +3,15 @@ coroutines that tests call directly."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from polycrowd.engine.core import Engine
+from polycrowd.engine.services import prelabels
+from polycrowd.engine.types import Project
 from polycrowd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,6 +22,8 @@ class Scheduler:
         self.engine = engine
         self.settings = settings
         self.on_idle: Callable[[list[int]], Awaitable[None]] | None = None
+        # the app wires a project model in (polycrowd.models.prelabel.for_task_type)
+        self.predictor_for: Callable[[Project], prelabels.Predictor] | None = None
         self._scheduler: AsyncIOScheduler | None = None
 
     async def expire(self) -> int:
@@ -45,6 +50,30 @@ class Scheduler:
             flagged += len(await self.engine.scan_fraud(pid))
         return flagged
 
+    async def retrain(self) -> list[int]:
+        """Retrain the model of every live project with enough new confident results, in a
+        worker thread; store its predictions. Returns the retrained project ids."""
+        done: list[int] = []
+        if self.predictor_for is None:
+            return done
+        for pid in await self.engine.live_projects():
+            project = await self.engine.get_project(pid)
+            async with self.engine.db.read() as tx:
+                if not await prelabels.needs_training(tx, project):
+                    continue
+                examples, items = await prelabels.training_data(tx, project)
+            model = self.predictor_for(project)
+            pred = await asyncio.to_thread(
+                model.train_predict, list(project.labels), examples, items
+            )
+            if not pred.probs:
+                continue
+            async with self.engine.db.transaction() as tx:
+                await prelabels.store_predictions(tx, project, pred, self.engine.clock())
+            log.info("project %s: model %s retrained", pid, pred.model_version)
+            done.append(pid)
+        return done
+
     def start(self) -> None:
         """Must be called from inside the running event loop."""
         sched = AsyncIOScheduler()
@@ -55,6 +84,8 @@ class Scheduler:
             (self.remind, "remind", max(every, 600.0)),
             (self.scan_fraud, "fraud", max(every, 600.0)),
         ]
+        if self.predictor_for is not None:
+            jobs.append((self.retrain, "retrain", max(every, 60.0)))
         for job, name, seconds in jobs:
             sched.add_job(
                 job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1

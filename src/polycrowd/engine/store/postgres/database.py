@@ -28,8 +28,41 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.postgres import repos
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {}  # version -> SQL from version-1; version 1 is schema.sql
+SCHEMA_VERSION = 3
+# version -> SQL from version-1. schema.sql is the whole current schema: a fresh database
+# runs it and records every version; an older one runs the migrations it lacks.
+MIGRATIONS: dict[int, str] = {
+    2: "",  # reserved (dashboard tables, another branch); a no-op until that lands
+    # Model in the loop: per-item predictions, the project model's earned trust, the pick
+    # order (items.priority, first in the pick index), per result the model's part.
+    3: """
+ALTER TABLE items ADD COLUMN priority DOUBLE PRECISION NOT NULL DEFAULT 0;
+DROP INDEX ix_items_pick;
+CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
+    WHERE state = 'open';
+ALTER TABLE results ADD COLUMN model_version TEXT;
+ALTER TABLE results ADD COLUMN human_confidence DOUBLE PRECISION;
+CREATE TABLE item_predictions (
+    item_id BIGINT PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature DOUBLE PRECISION NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy DOUBLE PRECISION,
+    ece DOUBLE PRECISION,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL
+);
+""",
+}
 MIGRATION_LOCK = 0x70C0_0001  # advisory lock key: one process migrates at a time
 
 Row = Any  # asyncpg.Record (the driver ships no type information)
@@ -62,6 +95,7 @@ class PgTx:
         self.assignments = repos.AssignmentRepo(self)
         self.answers = repos.AnswerRepo(self)
         self.results = repos.ResultRepo(self)
+        self.prelabels = repos.PrelabelRepo(self)
         self.checker_stats = repos.CheckerStatsRepo(self)
         self.ledger = repos.LedgerRepo(self)
         self.flags = repos.FlagRepo(self)
@@ -212,9 +246,11 @@ class PgDatabase:
                 )
             if current == 0 and not create:
                 raise StoreError(f"database has no polycrowd schema: {redact_dsn(self.dsn)}")
+            if current == 0:  # fresh: schema.sql is the whole current schema
+                await tx.conn.execute(_schema_sql())
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                sql = _schema_sql() if version == 1 else MIGRATIONS[version]
-                await tx.conn.execute(sql)
+                if current > 0 and MIGRATIONS.get(version):
+                    await tx.conn.execute(MIGRATIONS[version])
                 await tx.run(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
                     (version, time.time()),

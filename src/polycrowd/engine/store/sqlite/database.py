@@ -26,10 +26,44 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import repos
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
-# version -> SQL applied to go from version-1 to version. Version 1 is schema.sql.
-MIGRATIONS: dict[int, str] = {}
+# version -> SQL applied to go from version-1 to version. schema.sql is the whole current
+# schema: a fresh database runs it and records every version up to SCHEMA_VERSION; an older
+# database runs the migrations it lacks. A change goes in both places.
+MIGRATIONS: dict[int, str] = {
+    2: "",  # reserved (dashboard tables, another branch); a no-op until that lands
+    # Model in the loop (engine/services/prelabels.py): per-item predictions, the project
+    # model's earned trust, the pick order (items.priority, first in the pick index), and
+    # per result whether the model took part and how sure the people alone were.
+    3: """
+ALTER TABLE items ADD COLUMN priority REAL NOT NULL DEFAULT 0;
+DROP INDEX ix_items_pick;
+CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
+    WHERE state = 'open';
+ALTER TABLE results ADD COLUMN model_version TEXT;
+ALTER TABLE results ADD COLUMN human_confidence REAL;
+CREATE TABLE item_predictions (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature REAL NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy REAL,
+    ece REAL,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+""",
+}
 
 
 Row = aiosqlite.Row
@@ -51,6 +85,7 @@ class Tx:
         self.assignments = repos.AssignmentRepo(self)
         self.answers = repos.AnswerRepo(self)
         self.results = repos.ResultRepo(self)
+        self.prelabels = repos.PrelabelRepo(self)
         self.checker_stats = repos.CheckerStatsRepo(self)
         self.ledger = repos.LedgerRepo(self)
         self.flags = repos.FlagRepo(self)
@@ -167,10 +202,13 @@ class Database:
                 raise StoreError(
                     f"database schema {current} is newer than this polycrowd ({SCHEMA_VERSION})"
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                sql = _schema_sql() if version == 1 else MIGRATIONS[version]
-                for statement in _split_sql(sql):
+            if current == 0:  # fresh: schema.sql is the whole current schema
+                for statement in _split_sql(_schema_sql()):
                     await tx.run(statement)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                if current > 0:
+                    for statement in _split_sql(MIGRATIONS.get(version, "")):
+                        await tx.run(statement)
                 await tx.run(
                     "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
                     (version, time.time()),
