@@ -64,11 +64,11 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
     from polycrowd.engine.services import prelabels
-    from polycrowd.engine.store import Database
+    from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
     async def go() -> dict[str, Any]:
-        db = await Database.open(settings.db, create=False)
+        db = await open_store(settings.db, create=False)
         try:
             engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
             project = await engine.get_project(args.project)

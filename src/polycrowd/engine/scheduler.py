@@ -62,10 +62,7 @@ class Scheduler:
                 if not await prelabels.needs_training(tx, project):
                     continue
                 examples, items = await prelabels.training_data(tx, project)
-            model = self.predictor_for(project)
-            pred = await asyncio.to_thread(
-                model.train_predict, list(project.labels), examples, items
-            )
+            pred = await asyncio.to_thread(self._train, project, examples, items)
             if not pred.probs:
                 continue
             async with self.engine.db.transaction() as tx:
@@ -73,6 +70,16 @@ class Scheduler:
             log.info("project %s: model %s retrained", pid, pred.model_version)
             done.append(pid)
         return done
+
+    def _train(
+        self,
+        project: Project,
+        examples: list[tuple[str, str]],
+        items: list[tuple[int, str]],
+    ) -> prelabels.Prediction:
+        """In a worker thread: building a model may read its files, training is CPU work."""
+        assert self.predictor_for is not None
+        return self.predictor_for(project).train_predict(list(project.labels), examples, items)
 
     def start(self) -> None:
         """Must be called from inside the running event loop."""
