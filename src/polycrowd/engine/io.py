@@ -73,7 +73,7 @@ class ProjectSpec:
     #: label display names per language: {"es": {"positive": "positiva"}}; answers, results
     #: and button data always carry the canonical label.
     label_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    # model in the loop (engine/prelabels.py): {min_human_answers: N, retrain_every: M}
+    # model in the loop (engine/services/prelabels.py): {min_human_answers: N, retrain_every: M}
     model: Mapping[str, Any] = field(default_factory=dict)
     max_share: float = 1.0
 
