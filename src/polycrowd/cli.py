@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from polycrowd import __version__
+from polycrowd import __version__, cli_model
 from polycrowd.settings import Settings, SettingsError
 
 EXIT_USAGE = 2
@@ -141,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     ch.add_argument("--epochs", type=int, default=3)
     ch.add_argument("--json", action="store_true", help="print JSON")
 
+    cli_model.add_parsers(cmd)
+
     us = cmd(
         "user",
         "Give a user a role, block or unblock them.",
@@ -250,9 +252,15 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
             ]
         pid = _project_id(args.target)
         if args.action == "status":
+            from polycrowd.engine.services import prelabels
+
+            project = await engine.get_project(pid)
+            async with engine.db.read() as tx:
+                loop = await prelabels.status(tx, project)
             return {
                 **(await engine.status(pid)).as_dict(),
                 "checker": await engine.checker_stats(pid),
+                "loop": loop.as_dict(),
             }
         state = "live" if args.action == "launch" else "paused"
         project = await engine.set_state(None, pid, state)
@@ -458,6 +466,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "report": lambda a, s: _lazy("polycrowd.cli_report", "report_command")(a, s),
     "serve": lambda a, s: _lazy("polycrowd.cli_web", "serve_command")(a, s),
 }
+COMMANDS.update(cli_model.COMMANDS)
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace, Settings], int]:

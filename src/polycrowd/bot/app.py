@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from polycrowd.engine.checking import Checker
@@ -18,7 +20,9 @@ from polycrowd.engine.core import Engine, EngineHooks, Flag
 from polycrowd.engine.language import LanguageDetector
 from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.scheduler import Scheduler
+from polycrowd.engine.services.prelabels import Predictor
 from polycrowd.engine.store import Store, open_store
+from polycrowd.engine.types import Project
 from polycrowd.handlers.common import Dispatcher
 from polycrowd.handlers.moderator import flag_card
 from polycrowd.handlers.types import Reply
@@ -192,7 +196,31 @@ async def build_app(
 
     wire_digests(app)
     app.scheduler.on_checkpoint = app.post_checkpoint
+    app.scheduler.predictor_for = project_models(settings)
     return app
+
+
+def project_models(settings: Settings) -> Callable[[Project], Predictor]:
+    """The retrain job's project models, one per task type (an encoder loads once): pixels
+    plus logistic regression for image projects, the checker's encoder (the configured model
+    folder, MiniLM otherwise) plus logistic regression for the rest. Called in the
+    scheduler's worker thread, never on the event loop."""
+    models: dict[str, Predictor] = {}
+    lock = threading.Lock()
+
+    def predictor(project: Project) -> Predictor:
+        from polycrowd.models import prelabel
+
+        kind = project.task_type.value
+        with lock:
+            if kind not in models:
+                folder = settings.checker_model
+                models[kind] = prelabel.for_task_type(
+                    kind, folder if folder and Path(folder).is_dir() else None
+                )
+            return models[kind]
+
+    return predictor
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

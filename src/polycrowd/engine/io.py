@@ -74,6 +74,9 @@ class ProjectSpec:
     #: label display names per language: {"es": {"positive": "positiva"}}; answers, results
     #: and button data always carry the canonical label.
     label_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # model in the loop (engine/services/prelabels.py): {min_human_answers: N, retrain_every: M}
+    model: Mapping[str, Any] = field(default_factory=dict)
+    max_share: float = 1.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +97,8 @@ class ProjectSpec:
             "target_lang": self.target_lang,
             "deadline": self.deadline,
             "label_names": {lang: dict(names) for lang, names in self.label_names.items()},
+            "model": dict(self.model) or None,
+            "max_share": self.max_share,
         }
 
 
@@ -207,6 +212,11 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
     label_names = _label_names(data.get("label_names"), labels, languages, source)
     target_lang = data.get("target_lang")
     deadline = _deadline(data.get("deadline"), source)
+    model = data.get("model") or {}
+    if not isinstance(model, dict) or set(model) - {"min_human_answers", "retrain_every"}:
+        raise InputError(f"{source}: 'model' must be a mapping with min_human_answers")
+    for key, lo_n in (("min_human_answers", 0), ("retrain_every", 1)):
+        _num(model, key, max(lo_n, 1), lo_n, 1_000_000)
     reward = data.get("reward", 0)
     if isinstance(reward, bool) or not isinstance(reward, int) or reward < 0:
         raise InputError(f"{source}: 'reward' must be a whole number of minor units (cents)")
@@ -229,6 +239,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
         target_lang=str(target_lang) if target_lang else None,
         deadline=deadline,
         label_names=label_names,
+        model={str(k): int(v) for k, v in model.items()},
+        max_share=_num(data, "max_share", 1.0, 0.01, 1.0),
     )
 
 
@@ -458,6 +470,7 @@ EXPORT_FIELDS = (
     "agreement",
     "method",
     "answers",
+    "model",
     "gold",
     "worker_answers",
 )

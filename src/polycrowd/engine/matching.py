@@ -12,7 +12,9 @@ give their slot back through the same triggers.
 
 from __future__ import annotations
 
-from polycrowd.engine.store.base import Transaction
+from collections.abc import Sequence
+
+from polycrowd.engine.store.base import NO_FLOOR, Transaction
 
 
 async def pick(
@@ -24,8 +26,14 @@ async def pick(
     project_id: int | None = None,
     chat_id: str = "",
     platform: str = "",
+    floor: float = NO_FLOOR,
+    capped: Sequence[int] = (),
 ) -> int | None:
-    """Claim the next item for ``worker_id``; return the new assignment id or None."""
+    """Claim the next item for ``worker_id``; return the new assignment id or None.
+
+    ``floor`` and ``capped`` come from the model in the loop
+    (:func:`polycrowd.engine.services.prelabels.pick_limits`): newcomers skip hard items,
+    a worker over a project's ``max_share`` skips that project."""
     langs = await tx.languages.trusted(worker_id)
     if not langs:
         return None
@@ -37,6 +45,8 @@ async def pick(
         chat_id=chat_id,
         platform=platform,
         now=now,
+        floor=floor,
+        capped=capped,
     )
 
 

@@ -3,6 +3,7 @@ coroutines that tests call directly."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from polycrowd.engine.core import Engine
+from polycrowd.engine.services import prelabels
+from polycrowd.engine.types import Project
 from polycrowd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,8 @@ class Scheduler:
         self.settings = settings
         self.on_idle: Callable[[list[int]], Awaitable[None]] | None = None
         self.on_checkpoint: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        # the app wires a project model in (polycrowd.models.prelabel.for_task_type)
+        self.predictor_for: Callable[[Project], prelabels.Predictor] | None = None
         self._scheduler: AsyncIOScheduler | None = None
         from polycrowd.engine.digests import Digests
 
@@ -58,6 +63,37 @@ class Scheduler:
             await self.on_checkpoint(record)
         return record
 
+    async def retrain(self) -> list[int]:
+        """Retrain the model of every live project with enough new confident results, in a
+        worker thread; store its predictions. Returns the retrained project ids."""
+        done: list[int] = []
+        if self.predictor_for is None:
+            return done
+        for pid in await self.engine.live_projects():
+            project = await self.engine.get_project(pid)
+            async with self.engine.db.read() as tx:
+                if not await prelabels.needs_training(tx, project):
+                    continue
+                examples, items = await prelabels.training_data(tx, project)
+            pred = await asyncio.to_thread(self._train, project, examples, items)
+            if not pred.probs:
+                continue
+            async with self.engine.db.transaction() as tx:
+                await prelabels.store_predictions(tx, project, pred, self.engine.clock())
+            log.info("project %s: model %s retrained", pid, pred.model_version)
+            done.append(pid)
+        return done
+
+    def _train(
+        self,
+        project: Project,
+        examples: list[tuple[str, str]],
+        items: list[tuple[int, str]],
+    ) -> prelabels.Prediction:
+        """In a worker thread: building a model may read its files, training is CPU work."""
+        assert self.predictor_for is not None
+        return self.predictor_for(project).train_predict(list(project.labels), examples, items)
+
     def start(self) -> None:
         """Must be called from inside the running event loop."""
         sched = AsyncIOScheduler()
@@ -71,6 +107,8 @@ class Scheduler:
             (self.digests.moderators, "moderator_digest", 3600.0),
             (self.checkpoint, "ledger_checkpoint", self.settings.checkpoint_every_s),
         ]
+        if self.predictor_for is not None:
+            jobs.append((self.retrain, "retrain", max(every, 60.0)))
         for job, name, seconds in jobs:
             sched.add_job(
                 job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1

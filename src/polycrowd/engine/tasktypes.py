@@ -19,9 +19,12 @@ from polycrowd.engine.aggregation import item_posterior
 from polycrowd.engine.domain import TaskType
 from polycrowd.engine.results import text_medoid
 
-# (label, confidence, agreement) of one item, from (payload, skill) of its counted answers.
+# (label, confidence, agreement) of one item, from (payload, skill) of its counted answers
+# and, optionally, extra voters that are not workers (the project model's earned vote: one
+# likelihood row over the labels per voter; see aggregation.item_posterior).
 Estimate = tuple[str, float, float]
-Estimator = Callable[[Sequence[tuple[str, float]], tuple[str, ...]], Estimate]
+Extra = Sequence[Sequence[float]] | None
+Estimator = Callable[[Sequence[tuple[str, float]], tuple[str, ...], Extra], Estimate]
 
 
 class CheckerHead(StrEnum):
@@ -78,8 +81,10 @@ def _label_set(payload: str) -> str:
     return "|".join(parts)
 
 
-def _estimate_choice(rows: Sequence[tuple[str, float]], labels: tuple[str, ...]) -> Estimate:
-    """Skill-weighted posterior over the label set."""
+def _estimate_choice(
+    rows: Sequence[tuple[str, float]], labels: tuple[str, ...], extra: Extra = None
+) -> Estimate:
+    """Skill-weighted posterior over the label set (with the extra voters, if any)."""
     if not labels:
         return _estimate_text(rows, labels)
     payloads = [p for p, _ in rows]
@@ -88,14 +93,16 @@ def _estimate_choice(rows: Sequence[tuple[str, float]], labels: tuple[str, ...])
     skills = [s for p, s in rows if p in index]
     if not votes:
         return payloads[0], 0.0, 0.0
-    post = item_posterior(votes, skills, len(labels), None)
+    post = item_posterior(votes, skills, len(labels), None, extra=extra)
     k = int(np.argmax(post))
     label = labels[k]
     agreement = sum(1 for v in votes if v == k) / len(votes)
     return label, float(post[k]), agreement
 
 
-def _estimate_text(rows: Sequence[tuple[str, float]], labels: tuple[str, ...]) -> Estimate:
+def _estimate_text(
+    rows: Sequence[tuple[str, float]], labels: tuple[str, ...], extra: Extra = None
+) -> Estimate:
     payloads = [p for p, _ in rows]
     counts = Counter(p.casefold() for p in payloads)
     top, n = counts.most_common(1)[0]
@@ -106,7 +113,9 @@ def _estimate_text(rows: Sequence[tuple[str, float]], labels: tuple[str, ...]) -
     return label, confidence, agreement
 
 
-def _estimate_free_text(rows: Sequence[tuple[str, float]], labels: tuple[str, ...]) -> Estimate:
+def _estimate_free_text(
+    rows: Sequence[tuple[str, float]], labels: tuple[str, ...], extra: Extra = None
+) -> Estimate:
     """Free text: the answer closest to the others (medoid) is the result."""
     _, confidence, agreement = _estimate_text(rows, labels)
     return text_medoid([p for p, _ in rows]).label, confidence, agreement
@@ -166,9 +175,13 @@ def spec_of(task_type: TaskType) -> TaskTypeSpec:
 
 
 def estimate(
-    task_type: TaskType, labels: tuple[str, ...], rows: Sequence[tuple[str, float]]
+    task_type: TaskType,
+    labels: tuple[str, ...],
+    rows: Sequence[tuple[str, float]],
+    extra: Extra = None,
 ) -> Estimate:
-    """(label, confidence, agreement) of one item from its counted (payload, skill) pairs."""
+    """(label, confidence, agreement) of one item from its counted (payload, skill) pairs
+    and the extra (non-worker) voters; free-text types ignore the extra voters."""
     if not rows:
         return "", 0.0, 0.0
-    return REGISTRY[task_type].estimate(rows, labels)
+    return REGISTRY[task_type].estimate(rows, labels, extra)

@@ -1,59 +1,90 @@
-"""Schema version 2 on both stores: an older database migrated to it has the same schema as
-a fresh one, and a migrated database works."""
+"""Both stores: a version-1 database migrates to the schema a fresh one gets from schema.sql,
+and a migrated database works."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-from polycrowd.engine.store import SCHEMA_VERSION, Database
-from polycrowd.engine.store.postgres.database import SCHEMA_VERSION as PG_VERSION
 
 V2_TABLES = ("questions", "faq_entries", "dashboard_tokens", "dashboard_sessions", "digest_runs")
 V4_TABLES = ("ledger_checkpoints",)
 # Tables that versions after 1 added (dropped to make a version-1 database).
 V1_LATER_TABLES = V2_TABLES + V4_TABLES
 
+# What versions 2-4 added, undone: the database as version 1 left it.
+DOWNGRADE_TO_V1 = (
+    *(f"DROP TABLE {table}" for table in reversed(V1_LATER_TABLES)),
+    "ALTER TABLE ledger DROP COLUMN mac",  # version 4
+    "DROP TABLE project_models",  # version 3
+    "DROP TABLE item_predictions",
+    "DROP INDEX ix_items_pick",
+    "ALTER TABLE items DROP COLUMN priority",
+    "CREATE INDEX ix_items_pick ON items(lang, is_gold, filled, confidence, project_id, id)"
+    " WHERE state = 'open'",
+    "ALTER TABLE results DROP COLUMN model_version",
+    "ALTER TABLE results DROP COLUMN human_confidence",
+    "DELETE FROM schema_migrations WHERE version > 1",
+)
 
-async def _schema(db: Any) -> list[tuple[Any, ...]]:
-    """Every table, column and index of the store, comparable between two databases."""
+
+async def _shape(db: Any) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(columns per table, definition per index) of the database."""
+    sqlite = not hasattr(db, "dsn")
     async with db.read() as tx:
-        if isinstance(db, Database):
-            rows = await tx.all(
-                "SELECT type, name, tbl_name, sql FROM sqlite_master"
-                " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
-            )
+        if sqlite:
+            tables = [
+                str(r[0])
+                for r in await tx.all("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            columns = {
+                t: sorted(str(c[1]) for c in await tx.all(f"PRAGMA table_info({t})"))
+                for t in tables
+            }
+            indexes = {
+                str(r[0]): " ".join(str(r[1]).split())
+                for r in await tx.all(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                )
+            }
         else:
-            rows = await tx.all(
-                "SELECT 'column', table_name, column_name, data_type, is_nullable,"
-                " COALESCE(column_default, '') FROM information_schema.columns"
+            columns = {}
+            for r in await tx.all(
+                "SELECT table_name, column_name FROM information_schema.columns"
                 " WHERE table_schema = current_schema()"
-                " UNION ALL SELECT 'index', tablename, indexname, indexdef, '', ''"
-                " FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1, 2, 3"
-            )
-    return [tuple(r) for r in rows]
-
-
-async def _reopen(db: Any) -> Any:
-    await db.close()
-    await db.connect()
-    return db
+            ):
+                columns.setdefault(str(r[0]), []).append(str(r[1]))
+            columns = {t: sorted(c) for t, c in columns.items()}
+            indexes = {
+                str(r[0]): str(r[1])
+                for r in await tx.all(
+                    "SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE schemaname = current_schema()"
+                )
+            }
+    return columns, indexes
 
 
 async def test_a_version_1_database_migrates_to_the_fresh_schema(db: Any) -> None:
-    assert await db.schema_version() == SCHEMA_VERSION == PG_VERSION
-    fresh = await _schema(db)
-    async with db.transaction() as tx:  # back to version 1: what an older polycrowd made
-        for table in reversed(V1_LATER_TABLES):
-            await tx.run(f"DROP TABLE {table}")
-        await tx.run("ALTER TABLE ledger DROP COLUMN mac")  # version 4's column
-        if not isinstance(db, Database):  # and PostgreSQL's TRUNCATE guard
+    sqlite = not hasattr(db, "dsn")
+    module = importlib.import_module(
+        f"polycrowd.engine.store.{'sqlite' if sqlite else 'postgres'}.database"
+    )
+    assert module.SCHEMA_VERSION >= 3 and set(module.MIGRATIONS) >= {2, 3}
+    fresh = await _shape(db)
+    assert "priority" in fresh[0]["items"] and "item_predictions" in fresh[0]
+    assert await db.schema_version() == module.SCHEMA_VERSION
+    async with db.transaction() as tx:
+        for statement in DOWNGRADE_TO_V1:
+            await tx.run(statement)
+        if not sqlite:  # PostgreSQL's TRUNCATE guard on the ledger (version 4)
             await tx.run("DROP TRIGGER tr_ledger_no_truncate ON ledger")
-        await tx.run("DELETE FROM schema_migrations WHERE version > 1")
     assert await db.schema_version() == 1
-    assert await _schema(db) != fresh
-    db = await _reopen(db)
-    assert await db.schema_version() == SCHEMA_VERSION
-    assert await _schema(db) == fresh
+    assert "priority" not in (await _shape(db))[0]["items"]
+    await db.close()
+    await db.connect()  # migrates 1 -> SCHEMA_VERSION
+    assert await db.schema_version() == module.SCHEMA_VERSION
+    migrated = await _shape(db)
+    assert migrated == fresh
     async with db.read() as tx:
         assert await tx.questions.get(1) is None
         assert await tx.digests.last("moderators", "all") is None

@@ -127,6 +127,7 @@ class ResultsService:
                 "agreement": None if r["agreement"] is None else round(r["agreement"], 4),
                 "method": r["method"],
                 "answers": r["answers"] or 0,
+                "model": r["model_version"],
                 "gold": r["gold"],
                 "worker_answers": per_item.get(int(r["id"]), []),
             }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from polycrowd.engine import ledger, quality
+from polycrowd.engine import ledger, loop, quality
 from polycrowd.engine.aggregation.online import flip_probability
 from polycrowd.engine.checking import Decision, Verdict
 from polycrowd.engine.domain import (
@@ -24,6 +24,7 @@ from polycrowd.engine.domain import (
 from polycrowd.engine.errors import Conflict
 from polycrowd.engine.language import Detection
 from polycrowd.engine.policy import review_mode_config
+from polycrowd.engine.services import prelabels
 from polycrowd.engine.services.context import EngineContext, load_user, raise_flag
 from polycrowd.engine.services.fraud import FraudService
 from polycrowd.engine.services.users import UsersService
@@ -233,36 +234,44 @@ class ScoringService:
         """Re-estimate one item after an answer; close it or widen its overlap."""
         rows = await tx.answers.counted_for_item(item_id, project.skill, quality.Skill().mean)
         answered, target = await tx.items.progress(item_id)
-        label, confidence, agreement = estimate(
-            project.task_type,
-            project.labels,
-            [(str(r["payload"]), float(r["skill"])) for r in rows],
+        votes = [(str(r["payload"]), float(r["skill"])) for r in rows]
+        # The model is one more voter (engine/loop.py): its earned vote, never by fiat.
+        vote = await prelabels.model_vote(tx, project, item_id)
+        extra = None if vote is None else [vote.prior.tolist()]
+        label, confidence, agreement = estimate(project.task_type, project.labels, votes, extra)
+        human_conf = (
+            confidence if vote is None else estimate(project.task_type, project.labels, votes)[1]
         )
-        done = answered >= project.overlap_max or (
-            answered >= project.overlap and confidence >= project.confidence_target
+        cfg = None if vote is None else await prelabels.config(tx, project.id)
+        done = loop.should_close(
+            confidence,
+            answered,
+            overlap=project.overlap,
+            overlap_max=project.overlap_max,
+            confidence_target=project.confidence_target,
+            model_used=vote is not None,
+            min_human_answers=project.overlap if cfg is None else cfg.min_human_answers,
         )
         if not done and project.overlap <= answered == project.overlap_max - 1:
-            pairs = [(str(r["payload"]), float(r["skill"])) for r in rows]
-            done = last_answer_moot(project, pairs)  # it could not change the label
+            done = last_answer_moot(project, votes)  # it could not change the label
+        if vote is not None and not done:
+            await prelabels.after_answer(tx, project, item_id, vote, label, agreement, answered)
         new_target = target
         if not done and answered >= target:
             new_target = min(project.overlap_max, target + 1)
         await tx.items.set_estimate(
             item_id, confidence, new_target, ItemState.DONE if done else ItemState.OPEN
         )
-        await tx.results.save_many(
-            [
-                (
-                    item_id,
-                    project.id,
-                    label,
-                    "online",
-                    confidence,
-                    agreement,
-                    len(rows),
-                    self.ctx.clock(),
-                )
-            ]
+        await tx.results.save_online(
+            item_id,
+            project.id,
+            label,
+            confidence,
+            agreement,
+            len(rows),
+            self.ctx.clock(),
+            None if vote is None else vote.version,
+            human_conf,
         )
         if done and spec_of(project.task_type).has_buttons:
             # Agreement with a confident result is (weaker) evidence of skill, and tells how

@@ -8,6 +8,7 @@ from polycrowd.engine import matching
 from polycrowd.engine.checking import CheckRequest, Decision, Verdict
 from polycrowd.engine.domain import AssignmentState, SubmitStatus, UserStatus
 from polycrowd.engine.errors import Conflict, Forbidden
+from polycrowd.engine.services import prelabels
 from polycrowd.engine.services.context import EngineContext, load_task, load_user
 from polycrowd.engine.services.scoring import ScoringService, SubmitResult, in_mode
 from polycrowd.engine.store.base import Session
@@ -46,6 +47,7 @@ class TasksService:
                     reason=user.status_reason or user.status,
                 )
             want_gold = await self._want_gold(tx, user_id)
+            floor, capped = await prelabels.pick_limits(tx, user_id)
             aid = await matching.pick(
                 tx,
                 user_id,
@@ -54,6 +56,8 @@ class TasksService:
                 chat_id=chat_id,
                 platform=platform,
                 now=now,
+                floor=floor,
+                capped=capped,
             )
             await tx.users.touch(user_id, now)
             return None if aid is None else await load_task(tx, aid)

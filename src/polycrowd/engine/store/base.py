@@ -34,6 +34,8 @@ TABLES = (
     "assignments",
     "answers",
     "results",
+    "item_predictions",
+    "project_models",
     "ledger",
     "ledger_checkpoints",
     "flags",
@@ -48,6 +50,9 @@ TABLES = (
     "dashboard_sessions",
     "digest_runs",
 )
+
+
+NO_FLOOR = -1e9  # a pick priority floor that lets every item through
 
 
 class StoreError(RuntimeError):
@@ -353,8 +358,13 @@ class AssignmentRepository(Protocol):
         chat_id: str,
         platform: str,
         now: float,
+        floor: float = NO_FLOOR,
+        capped: Sequence[int] = (),
     ) -> int | None:
-        """Claim the next item in one statement; the new assignment id or None."""
+        """Claim the next item in one statement; the new assignment id or None.
+
+        Items come in ``priority`` order first; ``floor`` skips items below a priority
+        (hard ones, for newcomers) and ``capped`` skips whole projects (share cap)."""
 
     async def state(self, assignment_id: int) -> tuple[str, int]:
         """(state, attempts)."""
@@ -443,8 +453,137 @@ class ResultRepository(Protocol):
     async def save_many(self, rows: Iterable[Sequence[Any]]) -> None:
         """(item_id, project_id, label, method, confidence, agreement, answers, now) rows."""
 
+    async def save_online(
+        self,
+        item_id: int,
+        project_id: int,
+        label: str,
+        confidence: float,
+        agreement: float,
+        answers: int,
+        now: float,
+        model_version: str | None,
+        human_confidence: float,
+    ) -> None:
+        """The online estimate of one item, with the model's part in it (None: no model)."""
+
     async def means(self, project_id: int) -> tuple[float | None, float | None]:
         """(mean agreement, mean confidence) of a project's results."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectModelRow:
+    """The project model's latest version, calibration and earned trust (JSON)."""
+
+    model_version: str
+    temperature: float
+    annotator: str
+    accuracy: float | None
+    ece: float | None
+    trained_on: int
+    confident_at_train: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenItemRow:
+    item_id: int
+    answered: int
+    is_gold: bool
+    label: str | None
+    agreement: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRow:
+    probs: str  # JSON list
+    model_version: str
+    annotator: str  # JSON
+    spec: str  # the project's spec JSON
+
+
+@dataclass(frozen=True, slots=True)
+class GoldResultRow:
+    gold: str
+    label: str
+    agreement: float
+    answers: int
+    probs: str | None  # JSON list, None without a prediction
+
+
+class PrelabelRepository(Protocol):
+    """Model in the loop: predictions, the project model, the pick order, fairness."""
+
+    async def project_spec(self, project_id: int) -> str | None: ...
+
+    async def live_specs(self) -> list[tuple[int, str]]:
+        """(project id, spec JSON) of live projects."""
+
+    async def labelled(self, project_id: int, confidence: float) -> list[tuple[str, str]]:
+        """(content, label) of gold items and results at ``confidence`` with a person."""
+
+    async def contents(self, project_id: int) -> list[tuple[int, str]]:
+        """(item id, content) of every item of a project."""
+
+    async def confident_count(self, project_id: int, confidence: float) -> int: ...
+
+    async def model(self, project_id: int) -> ProjectModelRow | None: ...
+
+    async def save_predictions(
+        self, project_id: int, model_version: str, rows: Sequence[tuple[int, str]], now: float
+    ) -> None:
+        """(item id, probabilities JSON) rows; one prediction per item, the latest wins."""
+
+    async def trust_evidence(
+        self, project_id: int, confidence: float
+    ) -> list[tuple[int, str | None, str | None]]:
+        """(item id, gold, label) of gold items and results the people alone were sure of."""
+
+    async def save_model(self, project_id: int, row: ProjectModelRow, now: float) -> None: ...
+
+    async def open_items(self, project_id: int) -> list[OpenItemRow]:
+        """A project's open items with their current result."""
+
+    async def plan(self, rows: Sequence[tuple[float, int, int]]) -> None:
+        """(priority, target, item id) rows."""
+
+    async def close_by_model(
+        self,
+        project_id: int,
+        rows: Sequence[tuple[int, str, float]],
+        model_version: str,
+        now: float,
+    ) -> None:
+        """(item id, label, confidence): results the model alone gives; the items close."""
+
+    async def vote(self, item_id: int) -> VoteRow | None: ...
+
+    async def set_priority(self, item_id: int, priority: float) -> None: ...
+
+    async def standing(self, user_id: int) -> tuple[int, float, int] | None:
+        """(answers, best skill mean, gold seen) of a worker."""
+
+    async def share(self, user_id: int, project_id: int) -> tuple[int, int]:
+        """(the worker's counted answers, all counted answers) of a project."""
+
+    async def gold_results(self, project_id: int) -> list[GoldResultRow]: ...
+
+    async def answers_per_worker(self, project_id: int) -> list[int]: ...
+
+    async def first_task_waits(self, project_id: int) -> list[float]:
+        """Seconds from each worker's arrival to their first task of the project."""
+
+    async def model_results(self, project_id: int) -> int:
+        """Results the model took part in."""
+
+    async def issue(self, item_id: int, worker_id: int, now: float) -> int:
+        """Assign one given item to one worker; the assignment id."""
+
+    async def pick_order(self, project_id: int) -> list[int]:
+        """Open real item ids of a project in pick order."""
+
+    async def external_ids(self, project_id: int) -> dict[str, int]: ...
+
+    async def result_labels(self, project_id: int) -> dict[int, str]: ...
 
 
 class CheckerStatsRepository(Protocol):
@@ -674,6 +813,8 @@ class Session(Protocol):
     def answers(self) -> AnswerRepository: ...
     @property
     def results(self) -> ResultRepository: ...
+    @property
+    def prelabels(self) -> PrelabelRepository: ...
     @property
     def checker_stats(self) -> CheckerStatsRepository: ...
     @property

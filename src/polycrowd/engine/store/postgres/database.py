@@ -108,7 +108,35 @@ CREATE TRIGGER tr_ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_check
 # which holds every version, instead; a migration's SQL never changes once released.
 MIGRATIONS: dict[int, str] = {
     2: V2_FEEDBACK,
-    3: "-- placeholder: the model-in-the-loop migration\n",
+    # Model in the loop: per-item predictions, the project model's earned trust, the pick
+    # order (items.priority, first in the pick index), per result the model's part.
+    3: """
+ALTER TABLE items ADD COLUMN priority DOUBLE PRECISION NOT NULL DEFAULT 0;
+DROP INDEX ix_items_pick;
+CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
+    WHERE state = 'open';
+ALTER TABLE results ADD COLUMN model_version TEXT;
+ALTER TABLE results ADD COLUMN human_confidence DOUBLE PRECISION;
+CREATE TABLE item_predictions (
+    item_id BIGINT PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature DOUBLE PRECISION NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy DOUBLE PRECISION,
+    ece DOUBLE PRECISION,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL
+);
+""",
     4: V4_LEDGER,
 }
 MIGRATION_LOCK = 0x70C0_0001  # advisory lock key: one process migrates at a time
@@ -143,6 +171,7 @@ class PgTx:
         self.assignments = repos.AssignmentRepo(self)
         self.answers = repos.AnswerRepo(self)
         self.results = repos.ResultRepo(self)
+        self.prelabels = repos.PrelabelRepo(self)
         self.checker_stats = repos.CheckerStatsRepo(self)
         self.ledger = repos.LedgerRepo(self)
         self.flags = repos.FlagRepo(self)

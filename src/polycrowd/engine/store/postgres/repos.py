@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 
-from polycrowd.engine.store.base import Diagnostics, DuplicateKey
+from polycrowd.engine.store.base import NO_FLOOR, Diagnostics, DuplicateKey
 from polycrowd.engine.store.sqlite import repos as lite
 from polycrowd.engine.types import Project, RowLike
 
@@ -211,15 +211,18 @@ class ItemRepo(lite.ItemRepo):
 
 
 # One branch per worker language (and per gold/non-gold when a honeypot is wanted), each an
-# index walk over ix_items_pick in (filled, confidence, project_id, id) order that stops at
-# the first free item, as in the SQLite store. Exactness under concurrency: the candidate
-# row is locked (FOR UPDATE SKIP LOCKED), so two transactions never claim the same item at
-# once, and a row changed by a transaction that committed meanwhile is re-checked against
-# ``filled < target`` before it is locked.
+# index walk over ix_items_pick in (priority, filled, confidence, project_id, id) order that
+# stops at the first free item, as in the SQLite store (priority: the model in the loop's
+# pick order; a floor keeps newcomers off hard items, capped projects are skipped).
+# Exactness under concurrency: the candidate row is locked (FOR UPDATE SKIP LOCKED), so two
+# transactions never claim the same item at once, and a row changed by a transaction that
+# committed meanwhile is re-checked against ``filled < target`` before it is locked.
 BRANCH_SQL = """
-SELECT i.id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
+SELECT i.id, i.project_id, i.is_gold, i.priority, i.filled, i.confidence, p.assignment_ttl
 FROM items AS i JOIN projects AS p ON p.id = i.project_id
 WHERE i.lang = ?::text AND i.is_gold = ?::int AND i.state = 'open' AND p.state = 'live'
+  AND i.priority >= ?::float8
+  AND NOT (i.project_id = ANY(?::bigint[]))
   AND (?::bigint IS NULL OR i.project_id = ?::bigint)
   AND i.filled < i.target
   AND NOT EXISTS (
@@ -233,7 +236,7 @@ WHERE i.lang = ?::text AND i.is_gold = ?::int AND i.state = 'open' AND p.state =
       SELECT 1 FROM user_skills AS own
       WHERE own.user_id = ?::bigint AND own.skill = 'project:' || p.id::text
         AND own.paused = 1)
-ORDER BY i.filled, i.confidence, i.project_id, i.id
+ORDER BY i.priority, i.filled, i.confidence, i.project_id, i.id
 LIMIT 1
 FOR UPDATE OF i SKIP LOCKED
 """
@@ -250,14 +253,27 @@ class AssignmentRepo(lite.AssignmentRepo):
         chat_id: str,
         platform: str,
         now: float,
+        floor: float = NO_FLOOR,
+        capped: Sequence[int] = (),
     ) -> int | None:
         golds = (1, 0) if want_gold else (0,)
+        skip = [int(c) for c in capped]
         candidates = []
         for lang in langs:
             for gold in golds:
                 row = await self.tx.one(
                     BRANCH_SQL,
-                    (lang, gold, project_id, project_id, worker_id, worker_id, worker_id),
+                    (
+                        lang,
+                        gold,
+                        floor,
+                        skip,
+                        project_id,
+                        project_id,
+                        worker_id,
+                        worker_id,
+                        worker_id,
+                    ),
                 )
                 if row is not None:
                     candidates.append(row)
@@ -268,6 +284,7 @@ class AssignmentRepo(lite.AssignmentRepo):
             candidates,
             key=lambda r: (
                 r["is_gold"] != want,
+                r["priority"],
                 r["filled"],
                 r["confidence"],
                 r["project_id"],
@@ -392,6 +409,18 @@ class AnswerRepo(lite.AnswerRepo):
 
 class ResultRepo(lite.ResultRepo):
     pass
+
+
+class PrelabelRepo(lite.PrelabelRepo):
+    async def issue(self, item_id: int, worker_id: int, now: float) -> int:
+        aid = await self.tx.value(
+            "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at,"
+            " state) SELECT i.id, ?::bigint, i.project_id, ?::float8,"
+            " ?::float8 + p.assignment_ttl, 'issued' FROM items i"
+            " JOIN projects p ON p.id = i.project_id WHERE i.id = ? RETURNING id",
+            (worker_id, now, now, item_id),
+        )
+        return int(aid)
 
 
 class CheckerStatsRepo(lite.CheckerStatsRepo):

@@ -107,9 +107,11 @@ CREATE TABLE items (
     filled INTEGER NOT NULL DEFAULT 0,
     confidence DOUBLE PRECISION NOT NULL DEFAULT 0,
     created_at DOUBLE PRECISION NOT NULL,
+    -- pick order, lowest first (model in the loop: unsure and disputed items first)
+    priority DOUBLE PRECISION NOT NULL DEFAULT 0,
     UNIQUE (project_id, external_id)
 );
-CREATE INDEX ix_items_pick ON items(lang, is_gold, filled, confidence, project_id, id)
+CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
     WHERE state = 'open';
 CREATE INDEX ix_items_project ON items(project_id, state);
 
@@ -163,9 +165,32 @@ CREATE TABLE results (
     confidence DOUBLE PRECISION NOT NULL,
     agreement DOUBLE PRECISION NOT NULL,
     answers INTEGER NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
+    updated_at DOUBLE PRECISION NOT NULL,
+    model_version TEXT,  -- the project model's version when it voted
+    human_confidence DOUBLE PRECISION  -- the people's confidence without the model
 );
 CREATE INDEX ix_results_project ON results(project_id);
+
+-- Model in the loop: the latest prediction per item and the project model's earned trust.
+CREATE TABLE item_predictions (
+    item_id BIGINT PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature DOUBLE PRECISION NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy DOUBLE PRECISION,
+    ece DOUBLE PRECISION,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL
+);
 
 CREATE TABLE ledger (
     seq BIGINT PRIMARY KEY,

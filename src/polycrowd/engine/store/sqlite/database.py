@@ -106,7 +106,36 @@ END;
 # which holds every version, instead; a migration's SQL never changes once released.
 MIGRATIONS: dict[int, str] = {
     2: V2_FEEDBACK,
-    3: "-- placeholder: the model-in-the-loop migration\n",
+    # Model in the loop (engine/services/prelabels.py): per-item predictions, the project
+    # model's earned trust, the pick order (items.priority, first in the pick index), and
+    # per result whether the model took part and how sure the people alone were.
+    3: """
+ALTER TABLE items ADD COLUMN priority REAL NOT NULL DEFAULT 0;
+DROP INDEX ix_items_pick;
+CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
+    WHERE state = 'open';
+ALTER TABLE results ADD COLUMN model_version TEXT;
+ALTER TABLE results ADD COLUMN human_confidence REAL;
+CREATE TABLE item_predictions (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature REAL NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy REAL,
+    ece REAL,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+""",
     4: V4_LEDGER,
 }
 
@@ -130,6 +159,7 @@ class Tx:
         self.assignments = repos.AssignmentRepo(self)
         self.answers = repos.AnswerRepo(self)
         self.results = repos.ResultRepo(self)
+        self.prelabels = repos.PrelabelRepo(self)
         self.checker_stats = repos.CheckerStatsRepo(self)
         self.ledger = repos.LedgerRepo(self)
         self.flags = repos.FlagRepo(self)

@@ -15,15 +15,20 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from polycrowd.engine.events import Flag
 from polycrowd.engine.store.base import (
+    NO_FLOOR,
     AnswerWindow,
     Diagnostics,
     DuplicateKey,
+    GoldResultRow,
     LanguageRow,
     LoginRow,
     ModerationBacklog,
+    OpenItemRow,
+    ProjectModelRow,
     QuestionRow,
     SkillRow,
     Totals,
+    VoteRow,
     WorkerSummary,
 )
 from polycrowd.engine.types import Assignment, Item, LedgerEntry, Project, RowLike, User
@@ -573,7 +578,7 @@ class ItemRepo(_Repo):
         return list(
             await self.tx.all(
                 "SELECT i.id, i.external_id, i.lang, i.gold, r.label, r.confidence,"
-                " r.agreement, r.method, r.answers FROM items i"
+                " r.agreement, r.method, r.answers, r.model_version FROM items i"
                 " LEFT JOIN results r ON r.item_id = i.id"
                 " WHERE i.project_id = ? AND i.is_gold = 0 ORDER BY i.id",
                 (project_id,),
@@ -582,17 +587,24 @@ class ItemRepo(_Repo):
 
 
 # One branch per worker language (and per gold/non-gold when a honeypot is wanted): each is
-# an index walk over ix_items_pick in (filled, confidence, project_id, id) order, filtered
-# by the live project, a free slot, "not seen by this worker" and the skill requirements,
-# and stops at the first hit. The outer ORDER BY merges the few branch winners: honeypots
-# first when wanted, then fewest answers, lowest confidence, older projects first.
+# an index walk over ix_items_pick in (priority, filled, confidence, project_id, id) order,
+# filtered by the live project, a free slot, "not seen by this worker" and the skill
+# requirements, and stops at the first hit. The outer ORDER BY merges the few branch
+# winners: honeypots first when wanted, then the model-in-the-loop priority (unsure items
+# and model-vs-people disagreement first; 0 for every item without a model), fewest
+# answers, lowest confidence, older projects first. ``:floor`` keeps newcomers off hard
+# items (a range on the index) and ``:capped`` lists projects where the worker is over
+# the project's max_share.
 BRANCH_SQL = """
 SELECT * FROM (
-  SELECT i.id AS item_id, i.project_id, i.is_gold, i.filled, i.confidence, p.assignment_ttl
+  SELECT i.id AS item_id, i.project_id, i.is_gold, i.priority, i.filled, i.confidence,
+         p.assignment_ttl
   FROM items AS i INDEXED BY ix_items_pick
   JOIN projects AS p ON p.id = i.project_id
   WHERE i.lang = :lang{k} AND i.is_gold = {gold} AND i.state = 'open'
+    AND i.priority >= :floor
     AND p.state = 'live'
+    AND i.project_id NOT IN (SELECT value FROM json_each(:capped))
     AND (:project IS NULL OR i.project_id = :project)
     AND i.filled < i.target
     AND NOT EXISTS (
@@ -605,7 +617,7 @@ SELECT * FROM (
     AND NOT EXISTS (
         SELECT 1 FROM user_skills AS own
         WHERE own.user_id = :worker AND own.skill = 'project:' || p.id AND own.paused = 1)
-  ORDER BY i.filled, i.confidence, i.project_id, i.id
+  ORDER BY i.priority, i.filled, i.confidence, i.project_id, i.id
   LIMIT 1
 )"""
 
@@ -615,7 +627,8 @@ INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, s
 SELECT c.item_id, :worker, c.project_id, :now, :now + c.assignment_ttl, 'issued', :chat,
        :platform
 FROM ({branches}) AS c
-ORDER BY (c.is_gold != :want_gold), c.filled, c.confidence, c.project_id, c.item_id
+ORDER BY (c.is_gold != :want_gold), c.priority, c.filled, c.confidence, c.project_id,
+         c.item_id
 LIMIT 1
 RETURNING id
 """
@@ -654,6 +667,8 @@ class AssignmentRepo(_Repo):
         chat_id: str,
         platform: str,
         now: float,
+        floor: float = NO_FLOOR,
+        capped: Sequence[int] = (),
     ) -> int | None:
         """Claim the next item in one statement; the new assignment id or None."""
         params: dict[str, object] = {
@@ -663,6 +678,8 @@ class AssignmentRepo(_Repo):
             "want_gold": 1 if want_gold else 0,
             "chat": chat_id,
             "platform": platform,
+            "floor": floor,
+            "capped": json.dumps([int(c) for c in capped]),
         }
         params.update({f"lang{k}": lang for k, lang in enumerate(langs)})
         row = await self.tx.one(pick_sql(len(langs), want_gold), params)
@@ -931,6 +948,41 @@ class ResultRepo(_Repo):
         """(item_id, project_id, label, method, confidence, agreement, answers, now) rows."""
         await self.tx.many(RESULT_UPSERT, rows)
 
+    async def save_online(
+        self,
+        item_id: int,
+        project_id: int,
+        label: str,
+        confidence: float,
+        agreement: float,
+        answers: int,
+        now: float,
+        model_version: str | None,
+        human_confidence: float,
+    ) -> None:
+        """The online estimate of one item, with the model's part in it (None: no model)."""
+        await self.tx.run(
+            "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
+            " answers, updated_at, model_version, human_confidence)"
+            " VALUES (?, ?, ?, 'online', ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(item_id) DO UPDATE SET label = excluded.label,"
+            " method = excluded.method, confidence = excluded.confidence,"
+            " agreement = excluded.agreement, answers = excluded.answers,"
+            " updated_at = excluded.updated_at, model_version = excluded.model_version,"
+            " human_confidence = excluded.human_confidence",
+            (
+                item_id,
+                project_id,
+                label,
+                confidence,
+                agreement,
+                answers,
+                now,
+                model_version,
+                human_confidence,
+            ),
+        )
+
     async def means(self, project_id: int) -> tuple[float | None, float | None]:
         """(mean agreement, mean confidence) of a project's results."""
         res = await self.tx.one(
@@ -940,6 +992,251 @@ class ResultRepo(_Repo):
         )
         assert res is not None
         return res["agr"], res["conf"]
+
+
+class PrelabelRepo(_Repo):
+    async def project_spec(self, project_id: int) -> str | None:
+        spec = await self.tx.value("SELECT spec FROM projects WHERE id = ?", (project_id,))
+        return None if spec is None else str(spec)
+
+    async def live_specs(self) -> list[tuple[int, str]]:
+        rows = await self.tx.all("SELECT id, spec FROM projects WHERE state = 'live'")
+        return [(int(r["id"]), str(r["spec"] or "{}")) for r in rows]
+
+    async def labelled(self, project_id: int, confidence: float) -> list[tuple[str, str]]:
+        rows = await self.tx.all(
+            "SELECT i.content, COALESCE(i.gold, r.label) AS label FROM items i"
+            " LEFT JOIN results r ON r.item_id = i.id"
+            " WHERE i.project_id = ? AND (i.gold IS NOT NULL"
+            " OR (r.confidence >= ? AND r.answers >= 1)) ORDER BY i.id",
+            (project_id, confidence),
+        )
+        return [(str(r["content"]), str(r["label"])) for r in rows if r["label"] is not None]
+
+    async def contents(self, project_id: int) -> list[tuple[int, str]]:
+        rows = await self.tx.all(
+            "SELECT id, content FROM items WHERE project_id = ? ORDER BY id", (project_id,)
+        )
+        return [(int(r["id"]), str(r["content"])) for r in rows]
+
+    async def confident_count(self, project_id: int, confidence: float) -> int:
+        n = await self.tx.value(
+            "SELECT COUNT(*) FROM results WHERE project_id = ? AND confidence >= ?"
+            " AND answers >= 1",
+            (project_id, confidence),
+        )
+        return int(n or 0)
+
+    async def model(self, project_id: int) -> ProjectModelRow | None:
+        m = await self.tx.one("SELECT * FROM project_models WHERE project_id = ?", (project_id,))
+        if m is None:
+            return None
+        return ProjectModelRow(
+            str(m["model_version"]),
+            float(m["temperature"]),
+            str(m["annotator"]),
+            None if m["accuracy"] is None else float(m["accuracy"]),
+            None if m["ece"] is None else float(m["ece"]),
+            int(m["trained_on"]),
+            int(m["confident_at_train"]),
+        )
+
+    async def save_predictions(
+        self, project_id: int, model_version: str, rows: Sequence[tuple[int, str]], now: float
+    ) -> None:
+        await self.tx.many(
+            "INSERT INTO item_predictions(item_id, project_id, model_version, probs, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET"
+            " model_version = excluded.model_version, probs = excluded.probs,"
+            " created_at = excluded.created_at",
+            [(i, project_id, model_version, probs, now) for i, probs in rows],
+        )
+
+    async def trust_evidence(
+        self, project_id: int, confidence: float
+    ) -> list[tuple[int, str | None, str | None]]:
+        rows = await self.tx.all(
+            "SELECT i.id, i.gold, r.label FROM items i"
+            " LEFT JOIN results r ON r.item_id = i.id WHERE i.project_id = ?"
+            " AND (i.gold IS NOT NULL OR r.human_confidence >= ?) ORDER BY i.id",
+            (project_id, confidence),
+        )
+        return [(int(r["id"]), r["gold"], r["label"]) for r in rows]
+
+    async def save_model(self, project_id: int, row: ProjectModelRow, now: float) -> None:
+        await self.tx.run(
+            "INSERT INTO project_models(project_id, model_version, temperature, annotator,"
+            " accuracy, ece, trained_on, confident_at_train, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET"
+            " model_version = excluded.model_version, temperature = excluded.temperature,"
+            " annotator = excluded.annotator, accuracy = excluded.accuracy, ece = excluded.ece,"
+            " trained_on = excluded.trained_on,"
+            " confident_at_train = excluded.confident_at_train,"
+            " created_at = excluded.created_at",
+            (
+                project_id,
+                row.model_version,
+                row.temperature,
+                row.annotator,
+                row.accuracy,
+                row.ece,
+                row.trained_on,
+                row.confident_at_train,
+                now,
+            ),
+        )
+
+    async def open_items(self, project_id: int) -> list[OpenItemRow]:
+        rows = await self.tx.all(
+            "SELECT i.id, i.answered, i.is_gold, r.label, r.agreement FROM items i"
+            " LEFT JOIN results r ON r.item_id = i.id"
+            " WHERE i.project_id = ? AND i.state = 'open' ORDER BY i.id",
+            (project_id,),
+        )
+        return [
+            OpenItemRow(
+                int(r["id"]),
+                int(r["answered"]),
+                bool(r["is_gold"]),
+                None if r["label"] is None else str(r["label"]),
+                None if r["agreement"] is None else float(r["agreement"]),
+            )
+            for r in rows
+        ]
+
+    async def plan(self, rows: Sequence[tuple[float, int, int]]) -> None:
+        await self.tx.many("UPDATE items SET priority = ?, target = ? WHERE id = ?", rows)
+
+    async def close_by_model(
+        self,
+        project_id: int,
+        rows: Sequence[tuple[int, str, float]],
+        model_version: str,
+        now: float,
+    ) -> None:
+        await self.tx.many(
+            "INSERT INTO results(item_id, project_id, label, method, confidence, agreement,"
+            " answers, updated_at, model_version, human_confidence)"
+            " VALUES (?, ?, ?, 'model', ?, 0, 0, ?, ?, 0) ON CONFLICT(item_id) DO UPDATE SET"
+            " label = excluded.label, method = excluded.method,"
+            " confidence = excluded.confidence, updated_at = excluded.updated_at,"
+            " model_version = excluded.model_version",
+            [(i, project_id, label, conf, now, model_version) for i, label, conf in rows],
+        )
+        await self.tx.many(
+            "UPDATE items SET state = 'done', confidence = ? WHERE id = ? AND live = 0",
+            [(conf, i) for i, _, conf in rows],
+        )
+
+    async def vote(self, item_id: int) -> VoteRow | None:
+        row = await self.tx.one(
+            "SELECT p.probs, p.model_version, m.annotator, pr.spec FROM item_predictions p"
+            " JOIN project_models m ON m.project_id = p.project_id"
+            " JOIN projects pr ON pr.id = p.project_id WHERE p.item_id = ?",
+            (item_id,),
+        )
+        if row is None:
+            return None
+        return VoteRow(
+            str(row["probs"]), str(row["model_version"]), str(row["annotator"]), str(row["spec"])
+        )
+
+    async def set_priority(self, item_id: int, priority: float) -> None:
+        await self.tx.run("UPDATE items SET priority = ? WHERE id = ?", (priority, item_id))
+
+    async def standing(self, user_id: int) -> tuple[int, float, int] | None:
+        row = await self.tx.one(
+            "SELECT u.answers, COALESCE(MAX(s.mean), 0) AS mean,"
+            " COALESCE(SUM(s.gold_seen), 0) AS gold FROM users u"
+            " LEFT JOIN user_skills s ON s.user_id = u.id WHERE u.id = ?"
+            " GROUP BY u.id, u.answers",
+            (user_id,),
+        )
+        if row is None:
+            return None
+        return int(row["answers"] or 0), float(row["mean"]), int(row["gold"])
+
+    async def share(self, user_id: int, project_id: int) -> tuple[int, int]:
+        row = await self.tx.one(
+            "SELECT COUNT(*) AS total,"
+            " COALESCE(SUM(CASE WHEN worker_id = ? THEN 1 ELSE 0 END), 0) AS mine"
+            " FROM answers WHERE project_id = ? AND status IN ('accepted', 'review')",
+            (user_id, project_id),
+        )
+        assert row is not None
+        return int(row["mine"]), int(row["total"])
+
+    async def gold_results(self, project_id: int) -> list[GoldResultRow]:
+        rows = await self.tx.all(
+            "SELECT i.gold, r.label, r.agreement, r.answers, p.probs FROM items i"
+            " JOIN results r ON r.item_id = i.id"
+            " LEFT JOIN item_predictions p ON p.item_id = i.id"
+            " WHERE i.project_id = ? AND i.gold IS NOT NULL ORDER BY i.id",
+            (project_id,),
+        )
+        return [
+            GoldResultRow(
+                str(r["gold"]),
+                str(r["label"]),
+                float(r["agreement"]),
+                int(r["answers"]),
+                None if r["probs"] is None else str(r["probs"]),
+            )
+            for r in rows
+        ]
+
+    async def answers_per_worker(self, project_id: int) -> list[int]:
+        rows = await self.tx.all(
+            "SELECT COUNT(*) AS n FROM answers WHERE project_id = ? AND status IN"
+            " ('accepted', 'review') GROUP BY worker_id",
+            (project_id,),
+        )
+        return [int(r["n"]) for r in rows]
+
+    async def first_task_waits(self, project_id: int) -> list[float]:
+        rows = await self.tx.all(
+            "SELECT MIN(a.issued_at) - u.created_at AS wait FROM assignments a JOIN users u"
+            " ON u.id = a.worker_id WHERE a.project_id = ? GROUP BY a.worker_id, u.created_at",
+            (project_id,),
+        )
+        return [float(r["wait"]) for r in rows]
+
+    async def model_results(self, project_id: int) -> int:
+        n = await self.tx.value(
+            "SELECT COUNT(*) FROM results WHERE project_id = ? AND model_version IS NOT NULL",
+            (project_id,),
+        )
+        return int(n or 0)
+
+    async def issue(self, item_id: int, worker_id: int, now: float) -> int:
+        return await self.tx.run(ISSUE_SQL, (worker_id, now, now, item_id))
+
+    async def pick_order(self, project_id: int) -> list[int]:
+        rows = await self.tx.all(
+            "SELECT id FROM items WHERE project_id = ? AND state = 'open' AND is_gold = 0"
+            " ORDER BY priority, filled, confidence, id",
+            (project_id,),
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def external_ids(self, project_id: int) -> dict[str, int]:
+        rows = await self.tx.all(
+            "SELECT id, external_id FROM items WHERE project_id = ?", (project_id,)
+        )
+        return {str(r["external_id"]): int(r["id"]) for r in rows}
+
+    async def result_labels(self, project_id: int) -> dict[int, str]:
+        rows = await self.tx.all(
+            "SELECT item_id, label FROM results WHERE project_id = ?", (project_id,)
+        )
+        return {int(r["item_id"]): str(r["label"]) for r in rows}
+
+
+ISSUE_SQL = (
+    "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state)"
+    " SELECT i.id, ?, i.project_id, ?, ? + p.assignment_ttl, 'issued' FROM items i"
+    " JOIN projects p ON p.id = i.project_id WHERE i.id = ?"
+)
 
 
 class CheckerStatsRepo(_Repo):

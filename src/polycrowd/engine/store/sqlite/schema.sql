@@ -107,10 +107,12 @@ CREATE TABLE items (
     filled INTEGER NOT NULL DEFAULT 0, -- answered + live, kept by triggers
     confidence REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
+    -- pick order, lowest first (model in the loop: unsure and disputed items first)
+    priority REAL NOT NULL DEFAULT 0,
     UNIQUE (project_id, external_id)
 );
 -- Matching walks open items of live projects by language, fewest answers first.
-CREATE INDEX ix_items_pick ON items(lang, is_gold, filled, confidence, project_id, id)
+CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
     WHERE state = 'open';
 CREATE INDEX ix_items_project ON items(project_id, state);
 
@@ -165,9 +167,32 @@ CREATE TABLE results (
     confidence REAL NOT NULL,
     agreement REAL NOT NULL,
     answers INTEGER NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    model_version TEXT,  -- the project model's version when it voted
+    human_confidence REAL  -- the people's confidence without the model
 );
 CREATE INDEX ix_results_project ON results(project_id);
+
+-- Model in the loop: the latest prediction per item and the project model's earned trust.
+CREATE TABLE item_predictions (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature REAL NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy REAL,
+    ece REAL,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
 
 -- Append-only, hash-chained. Never updated, never deleted (triggers below refuse it).
 CREATE TABLE ledger (
