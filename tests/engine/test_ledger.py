@@ -393,15 +393,14 @@ async def test_a_version_1_database_migrates_and_its_old_entries_stay_valid(
 
     from polycrowd.engine.store.sqlite.database import _schema_sql, _split_sql
 
-    from .store.test_migrations import V1_LATER_TABLES
+    from .store.test_migrations import DOWNGRADE_TO_V1
 
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)
     for statement in _split_sql(_schema_sql()):
         con.execute(statement)
-    for table in V1_LATER_TABLES:  # back to what version 1 made
-        con.execute(f"DROP TABLE {table}")
-    con.execute("ALTER TABLE ledger DROP COLUMN mac")
+    for statement in DOWNGRADE_TO_V1[:-1]:  # back to what version 1 made
+        con.execute(statement)
     con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
     con.execute("INSERT INTO schema_migrations VALUES (1, 0)")
     con.execute(

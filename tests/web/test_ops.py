@@ -18,7 +18,7 @@ from polycrowd.engine.store import SCHEMA_VERSION, Database
 from polycrowd.logs import setup_logging
 from polycrowd.models.rules import RulesChecker
 from polycrowd.settings import Settings
-from tests.engine.store.test_migrations import V1_LATER_TABLES
+from tests.engine.store.test_migrations import DOWNGRADE_TO_V1
 
 
 def free_port() -> int:
@@ -81,10 +81,8 @@ async def test_a_version_1_database_gets_the_feedback_tables(tmp_path: Path) -> 
     path = tmp_path / "old.db"
     db = await Database.open(path)
     async with db.transaction() as tx:
-        for table in V1_LATER_TABLES:  # back to what version 1 made
-            await tx.run(f"DROP TABLE {table}")
-        await tx.run("ALTER TABLE ledger DROP COLUMN mac")
-        await tx.run("DELETE FROM schema_migrations WHERE version > 1")
+        for statement in DOWNGRADE_TO_V1:  # back to what version 1 made
+            await tx.run(statement)
     await db.close()
     db = await Database.open(path)
     try:
