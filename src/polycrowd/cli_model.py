@@ -138,7 +138,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
                 contents=contents,
                 gold=gold,
                 predictor=predictor,
-                task_type=TaskType.IMAGE if args.image else TaskType.CHOICE,
+                # image contents here are pixel vectors for the pixel model, not image
+                # references to send, so the replayed project is a plain choice project
+                task_type=TaskType.CHOICE,
                 config=ReplayConfig(
                     overlap=lo,
                     overlap_max=hi,
