@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from polycrowd.cli import main
+from polycrowd.models.prelabel import Prelabeler
+from polycrowd.replay import ReplayConfig, replay
 
 
 def _fixture(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -66,3 +71,54 @@ def test_replay_bad_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["replay", str(tmp_path / "missing.tsv")]) != 0
     err = capsys.readouterr().err
     assert err.startswith("polycrowd:") and len(err.strip().splitlines()) == 1
+
+
+def _long_text_answers() -> tuple[list[tuple[str, str, str]], dict[str, str], dict[str, str]]:
+    rng = random.Random(5)
+    answers, gold, contents = [], {}, {}
+    for i in range(40):
+        truth = "a" if i % 2 else "b"
+        gold[f"t{i}"] = truth
+        # a news-article-sized item: 400 words, far more than a person reads in 20 seconds
+        contents[f"t{i}"] = " ".join(["alpha" if truth == "a" else "beta"] * 400)
+        for w in rng.sample(range(8), 5):
+            lab = truth if rng.random() < 0.85 else ("b" if truth == "a" else "a")
+            answers.append((f"t{i}", f"w{w}", lab))
+    return answers, gold, contents
+
+
+async def test_replay_counts_answers_on_long_items(tmp_path: Path) -> None:
+    """Past answers on long texts are heard: the replay gives each the time an honest
+    reader needs, so the checker does not reject them as too fast (it did with a fixed 20
+    seconds: every answer on an article was rejected and items were left without a
+    result)."""
+    answers, gold, contents = _long_text_answers()
+    config = ReplayConfig(overlap=3, overlap_max=5)
+    short = await replay(answers, labels=["a", "b"], gold=gold, config=config, folder=tmp_path)
+    long = await replay(
+        answers, labels=["a", "b"], contents=contents, gold=gold, config=config, folder=tmp_path
+    )
+    assert set(long.labels) == set(gold)
+    assert long.answers_used == short.answers_used
+    assert long.accuracy == short.accuracy
+    assert long.accuracy is not None and long.accuracy >= 0.9
+
+
+def _word_features(texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    return np.asarray([[t.count("alpha"), t.count("beta"), 1.0] for t in texts], np.float64)
+
+
+async def test_replay_with_a_text_model_on_long_items(tmp_path: Path) -> None:
+    answers, gold, contents = _long_text_answers()
+    report = await replay(
+        answers,
+        labels=["a", "b"],
+        contents=contents,
+        gold=gold,
+        predictor=Prelabeler(_word_features, name="words"),
+        config=ReplayConfig(overlap=3, overlap_max=5, min_human_answers=1, retrain_every=10),
+        folder=tmp_path,
+    )
+    assert set(report.labels) == set(gold)
+    assert report.accuracy is not None and report.accuracy >= 0.95
+    assert report.answers_used < report.answers_all

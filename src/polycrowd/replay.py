@@ -37,6 +37,7 @@ from polycrowd.engine.types import TaskType
 from polycrowd.models.rules import RulesChecker
 
 Answer = tuple[str, str, str]
+READ_WPS = 4.0  # an honest reader's pace (the checker rejects above 10 words a second)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,7 @@ async def _run(
     used = 0
     curve: list[tuple[int, float]] = []
     remaining = {ids[n]: list(p) for n, p in by_item.items()}
+    seconds = {ids[n]: answer_seconds((contents or {}).get(n, "")) for n in by_item}
     stats: dict[str, float | None] = {"accuracy": None, "ece": None}
 
     async def retrain() -> None:
@@ -243,7 +245,7 @@ async def _run(
             clock[0] += 1.0
             async with db.transaction() as tx:
                 aid = await prelabels.issue(tx, nxt, uid, clock[0])
-            await engine.submit(uid, aid, label, seconds=20.0)
+            await engine.submit(uid, aid, label, seconds=seconds[nxt])
             used += 1
             async with db.read() as tx:
                 item = await tx.items.get(nxt)
@@ -275,6 +277,15 @@ async def _results(db: Database, project_id: int, names_of: Mapping[int, str]) -
     async with db.read() as tx:
         rows = await tx.prelabels.result_labels(project_id)
     return {names_of[item]: label for item, label in rows.items()}
+
+
+def answer_seconds(content: str) -> float:
+    """The time a past answer is replayed with: labels.tsv has no durations, and the answers
+    were real, so each one took what an honest reader needs (4 words a second, at least 20
+    seconds). A fixed short time would make the checker reject every answer on a long text
+    as faster than anyone reads (a news article needs ~40 s), and a replay would then count
+    people who were never heard and leave their items without a result."""
+    return max(20.0, len(content.split()) / READ_WPS)
 
 
 def _csv_row(values: Sequence[str]) -> str:
