@@ -1073,10 +1073,8 @@ class DiscordAdapter:
         asks a question: it gets an Answer button (guild messages cannot be read)."""
         if not replies or replies[-1].buttons or any(r.expects_text for r in replies):
             return False
-        if not self.app.dispatcher.conversations:
-            return False
         user = await self.app.engine.find_user(f"{PLATFORM}:{discord_user}")
-        return user is not None and user.id in self.app.dispatcher.conversations
+        return user is not None and await self.app.dispatcher.in_conversation(user.id)
 
     async def send(self, chat_id: str, reply: Reply, lang: str = "en") -> None:
         """A proactive message: ``dm:<user id>`` or a channel id (the admin channel)."""

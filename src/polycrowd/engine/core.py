@@ -47,6 +47,7 @@ from polycrowd.engine.services.projects import (
 from polycrowd.engine.services.reports import ReportFigures, ReportsService
 from polycrowd.engine.services.results import ResultsService
 from polycrowd.engine.services.scoring import ScoringService, SubmitResult
+from polycrowd.engine.services.state import Conversation, StateService
 from polycrowd.engine.services.tasks import TasksService
 from polycrowd.engine.services.users import LINK_TTL, UsersService, WorkerStats
 from polycrowd.engine.store.base import Diagnostics, Store, Totals, WorkerSummary
@@ -57,6 +58,7 @@ __all__ = [
     "GOLD_TARGET",
     "LINK_TTL",
     "Conflict",
+    "Conversation",
     "Engine",
     "EngineError",
     "EngineHooks",
@@ -108,6 +110,7 @@ class Engine:
         self.feedback = FeedbackService(ctx)
         self.digests = DigestService(ctx)
         self.reports = ReportsService(ctx)
+        self.state = StateService(ctx)
 
     # The collaborators, replaceable after wiring (the demo and tests swap clock and rng).
 
@@ -351,6 +354,29 @@ class Engine:
     async def redeem_link(self, user_id: int, code: str) -> User:
         """Merge ``user_id`` into the user who made ``code``; refused codes merge nothing."""
         return await self.users.redeem_link(user_id, code)
+
+    # Conversation and current-project state (stored: survives a restart) ------------------
+
+    async def conversation(self, user_id: int) -> Conversation | None:
+        """The user's open guided conversation; None when none or stale (24 h)."""
+        return await self.state.conversation(user_id)
+
+    async def save_conversation(self, user_id: int, conv: Conversation) -> None:
+        await self.state.save_conversation(user_id, conv)
+
+    async def end_conversation(self, user_id: int, *, current_project: int | None = None) -> bool:
+        """Close the conversation, optionally making ``current_project`` current, at once."""
+        return await self.state.end_conversation(user_id, current_project=current_project)
+
+    async def current_project(self, user_id: int) -> int | None:
+        """The project a requester's commands act on when they name none."""
+        return await self.state.current_project(user_id)
+
+    async def set_current_project(self, user_id: int, project_id: int) -> None:
+        await self.state.set_current_project(user_id, project_id)
+
+    async def expire_conversations(self) -> int:
+        return await self.state.expire_conversations()
 
     # Maintenance ---------------------------------------------------------------------------
 

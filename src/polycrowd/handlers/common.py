@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from polycrowd.engine.core import Engine, EngineError
+from polycrowd.engine.services.state import Conversation
 from polycrowd.engine.types import Role, User
 from polycrowd.handlers.types import Button, Event, EventKind, Reply
 from polycrowd.i18n import N_, Msg, Translator
@@ -21,6 +22,16 @@ from polycrowd.settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Context", Event], Awaitable[list[Reply]]]
+
+__all__ = [
+    "CommandInfo",
+    "Context",
+    "Conversation",
+    "Dispatcher",
+    "Handler",
+    "parse_int",
+    "yes_no",
+]
 
 
 @dataclass
@@ -41,15 +52,6 @@ class Context:
             raise EngineError(N_("You are not allowed to do that."))
 
 
-@dataclass
-class Conversation:
-    """A short guided dialogue (e.g. /newproject) waiting for the user's next text."""
-
-    name: str
-    step: int = 0
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class CommandInfo:
     name: str
@@ -67,8 +69,8 @@ class Dispatcher:
         self.buttons: dict[str, Handler] = {}
         self.text_handlers: list[Handler] = []
         self.document_handler: Handler | None = None
-        self.conversations: dict[int, Conversation] = {}
-        self.current_project: dict[int, int] = {}  # requester -> project commands act on
+        # A guided conversation (/newproject) and a requester's current project are stored
+        # (engine.conversation, engine.current_project): they survive a restart.
         from polycrowd.handlers import feedback, moderator, requester, worker
 
         worker.register(self)
@@ -91,6 +93,10 @@ class Dispatcher:
             return fn
 
         return deco
+
+    async def in_conversation(self, user_id: int) -> bool:
+        """True while the user has an open guided conversation (stored, not stale)."""
+        return await self.engine.conversation(user_id) is not None
 
     def command_list(self, role: Role = Role.WORKER) -> list[CommandInfo]:
         return [c for c in self.commands.values() if role.at_least(c.role)]
@@ -138,7 +144,7 @@ class Dispatcher:
             ]
         if event.kind is EventKind.COMMAND:
             if event.command != "cancel":
-                self.conversations.pop(ctx.user.id, None)
+                await self.engine.end_conversation(ctx.user.id)
             info = self.commands.get(event.command)
             if info is None:
                 return [ctx.text(N_("Unknown command. Send /help to see what I can do."))]

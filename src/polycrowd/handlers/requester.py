@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from polycrowd.engine.core import EngineError
+from polycrowd.engine.core import Conversation, EngineError
 from polycrowd.engine.io import InputError, ItemsError, load_spec_text, parse_spec
 from polycrowd.engine.types import Project, Role
 from polycrowd.handlers.types import Button, Document, Event, Reply
@@ -13,7 +13,7 @@ from polycrowd.handlers.worker import money
 from polycrowd.i18n import N_, Msg
 
 if TYPE_CHECKING:
-    from polycrowd.handlers.common import Context, Conversation, Dispatcher
+    from polycrowd.handlers.common import Context, Dispatcher
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 ITEM_SUFFIXES = (".csv", ".jsonl", ".ndjson")
@@ -34,15 +34,11 @@ def register(d: Dispatcher) -> None:
     d.document_handler = document
 
 
-def _current(ctx: Context) -> dict[int, int]:
-    return ctx.dispatcher.current_project
-
-
 async def _project_from(ctx: Context, event: Event) -> Project:
     arg = next((a for a in event.args if a.isdigit()), None)
     if arg is not None:
         return await ctx.engine.owned_project(ctx.user.id, int(arg))
-    pid = _current(ctx).get(ctx.user.id)
+    pid = await ctx.engine.current_project(ctx.user.id)
     if pid is None:
         owned = await ctx.engine.projects(ctx.user.id)
         if not owned:
@@ -65,9 +61,7 @@ STEPS = (
 
 
 async def newproject(ctx: Context, event: Event) -> list[Reply]:
-    from polycrowd.handlers.common import Conversation
-
-    ctx.dispatcher.conversations[ctx.user.id] = Conversation("newproject")
+    await ctx.engine.save_conversation(ctx.user.id, Conversation("newproject"))
     return [
         Reply.of(
             Msg(
@@ -92,17 +86,18 @@ def _type_buttons() -> tuple[tuple[Button, ...], ...]:
 
 
 async def newproject_type(ctx: Context, event: Event) -> list[Reply]:
-    conv = ctx.dispatcher.conversations.get(ctx.user.id)
+    conv = await ctx.engine.conversation(ctx.user.id)
     kind = event.data.partition(":")[2]
     if conv is None or conv.step != 1 or kind not in ("choice", "multi", "text"):
         return [Reply.of(Msg(N_("This button is no longer valid.")), alert=True)]
     conv.data["type"] = kind
     conv.step = 3 if kind == "text" else 2
+    await ctx.engine.save_conversation(ctx.user.id, conv)
     return [Reply.of(Msg(STEPS[conv.step]), edit=True)]
 
 
 async def conversation_text(ctx: Context, event: Event) -> list[Reply]:
-    conv = ctx.dispatcher.conversations.get(ctx.user.id)
+    conv = await ctx.engine.conversation(ctx.user.id)
     if conv is None or conv.name != "newproject":
         return []
     text = event.text.strip()
@@ -112,9 +107,11 @@ async def conversation_text(ctx: Context, event: Event) -> list[Reply]:
 
 
 async def _conversation_step(ctx: Context, conv: Conversation, text: str) -> list[Reply]:
+    """One answer of the guided dialogue; every step taken is stored before the reply."""
     if conv.step == 0:
         conv.data["name"] = text[:200]
         conv.step = 1
+        await ctx.engine.save_conversation(ctx.user.id, conv)
         return [Reply.of(Msg(STEPS[1]), buttons=_type_buttons())]
     if conv.step == 1:
         return [Reply.of(Msg(STEPS[1]), buttons=_type_buttons())]
@@ -137,6 +134,7 @@ async def _conversation_step(ctx: Context, conv: Conversation, text: str) -> lis
             return [Reply.of(Msg(STEPS[6]))]
         conv.data["reward"] = int(text)
         return await _finish(ctx, conv)
+    await ctx.engine.save_conversation(ctx.user.id, conv)
     return [Reply.of(Msg(STEPS[conv.step]))]
 
 
@@ -147,11 +145,10 @@ async def _finish(ctx: Context, conv: Conversation) -> list[Reply]:
     try:
         spec = parse_spec(data, "project")
     except InputError as exc:
-        ctx.dispatcher.conversations.pop(ctx.user.id, None)
+        await ctx.engine.end_conversation(ctx.user.id)
         return [Reply.of(Msg(N_("The project is not valid: %(error)s"), {"error": str(exc)}))]
-    ctx.dispatcher.conversations.pop(ctx.user.id, None)
     project = await ctx.engine.create_project(ctx.user.id, spec)
-    _current(ctx)[ctx.user.id] = project.id
+    await ctx.engine.end_conversation(ctx.user.id, current_project=project.id)
     return [_created(project)]
 
 
@@ -189,8 +186,7 @@ async def document(ctx: Context, event: Event) -> list[Reply]:
         except (InputError, UnicodeDecodeError) as exc:
             return [Reply.of(Msg(N_("The project is not valid: %(error)s"), {"error": str(exc)}))]
         project = await ctx.engine.create_project(ctx.user.id, spec)
-        _current(ctx)[ctx.user.id] = project.id
-        ctx.dispatcher.conversations.pop(ctx.user.id, None)
+        await ctx.engine.end_conversation(ctx.user.id, current_project=project.id)
         return [_created(project)]
     if not name.endswith(ITEM_SUFFIXES):
         return [
@@ -243,7 +239,7 @@ async def projects(ctx: Context, event: Event) -> list[Reply]:
 
 async def use(ctx: Context, event: Event) -> list[Reply]:
     project = await _project_from(ctx, event)
-    _current(ctx)[ctx.user.id] = project.id
+    await ctx.engine.set_current_project(ctx.user.id, project.id)
     return [
         ctx.text(N_("Now working on project %(id)s “%(name)s”."), id=project.id, name=project.name)
     ]

@@ -487,8 +487,7 @@ async def link(ctx: Context, event: Event) -> list[Reply]:
 
 
 async def cancel(ctx: Context, event: Event) -> list[Reply]:
-    had = ctx.dispatcher.conversations.pop(ctx.user.id, None)
-    if had is None:
+    if not await ctx.engine.end_conversation(ctx.user.id):
         return [ctx.text(N_("Nothing to cancel."))]
     return [ctx.text(N_("Cancelled."))]
 

@@ -8,10 +8,11 @@ from typing import Any
 
 V2_TABLES = ("questions", "faq_entries", "dashboard_tokens", "dashboard_sessions", "digest_runs")
 V4_TABLES = ("ledger_checkpoints",)
+V5_TABLES = ("user_state",)
 # Tables that versions after 1 added (dropped to make a version-1 database).
-V1_LATER_TABLES = V2_TABLES + V4_TABLES
+V1_LATER_TABLES = V2_TABLES + V4_TABLES + V5_TABLES
 
-# What versions 2-4 added, undone: the database as version 1 left it.
+# What versions 2-5 added, undone: the database as version 1 left it.
 DOWNGRADE_TO_V1 = (
     *(f"DROP TABLE {table}" for table in reversed(V1_LATER_TABLES)),
     "ALTER TABLE ledger DROP COLUMN mac",  # version 4
@@ -88,3 +89,31 @@ async def test_a_version_1_database_migrates_to_the_fresh_schema(db: Any) -> Non
     async with db.read() as tx:
         assert await tx.questions.get(1) is None
         assert await tx.digests.last("moderators", "all") is None
+        assert await tx.state.get(1, "conversation") is None
+
+
+async def test_a_version_4_database_migrates_to_5_and_keeps_its_rows(db: Any) -> None:
+    """Version 5 (user_state) on a database with users in it: the rows stay, the new
+    table works, and the schema equals a fresh one."""
+    sqlite = not hasattr(db, "dsn")
+    module = importlib.import_module(
+        f"polycrowd.engine.store.{'sqlite' if sqlite else 'postgres'}.database"
+    )
+    assert module.SCHEMA_VERSION >= 5 and 5 in module.MIGRATIONS
+    fresh = await _shape(db)
+    assert sorted(fresh[0]["user_state"]) == ["key", "updated_at", "user_id", "value"]
+    async with db.transaction() as tx:
+        uid = await tx.users.create("memory", "u1", "u1", "u-1", "en", "", 1.0)
+        await tx.run("DROP TABLE user_state")
+        await tx.run("DELETE FROM schema_migrations WHERE version > 4")
+    assert await db.schema_version() == 4
+    await db.close()
+    await db.connect()  # migrates 4 -> 5
+    assert await db.schema_version() == module.SCHEMA_VERSION
+    assert await _shape(db) == fresh
+    async with db.transaction() as tx:
+        assert (await tx.users.get(uid)) is not None
+        await tx.state.put(uid, "conversation", '{"name": "x"}', 2.0)
+        await tx.state.put(uid, "conversation", '{"name": "y"}', 3.0)
+    async with db.read() as tx:
+        assert await tx.state.get(uid, "conversation") == ('{"name": "y"}', 3.0)

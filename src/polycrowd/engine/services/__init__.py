@@ -10,4 +10,5 @@ moderation   flags, moderator decisions on answers and accounts, appeals
 payments     payouts, the ledger view and its audit
 maintenance  scheduled jobs, delivered updates, tokens behind buttons
 results      batch aggregation, training examples, export
+state        per-user state that survives a restart: conversations, the current project
 """

@@ -49,6 +49,7 @@ TABLES = (
     "dashboard_tokens",
     "dashboard_sessions",
     "digest_runs",
+    "user_state",
 )
 
 
@@ -794,6 +795,22 @@ class ReportRepository(Protocol):
     async def ping(self) -> bool: ...
 
 
+class StateRepository(Protocol):
+    """Per-user state that survives a restart: one JSON value per (user, key)."""
+
+    async def get(self, user_id: int, key: str) -> tuple[str, float] | None:
+        """(JSON value, updated_at), or None."""
+
+    async def put(self, user_id: int, key: str, value: str, now: float) -> None:
+        """Insert or replace the value."""
+
+    async def delete(self, user_id: int, key: str) -> bool:
+        """True when there was a value."""
+
+    async def expire(self, key: str, before: float) -> int:
+        """Delete the values of ``key`` last updated before ``before``; how many."""
+
+
 class Session(Protocol):
     """A read-only session or a transaction: the repositories."""
 
@@ -835,6 +852,8 @@ class Session(Protocol):
     def digests(self) -> DigestRepository: ...
     @property
     def reports(self) -> ReportRepository: ...
+    @property
+    def state(self) -> StateRepository: ...
 
 
 class Transaction(Session, Protocol):

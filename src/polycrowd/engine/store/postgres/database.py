@@ -28,7 +28,7 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.postgres import repos
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
 V2_FEEDBACK = """
@@ -104,6 +104,19 @@ CREATE TRIGGER tr_ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_check
     FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
 """
 
+# Version 5: per-user state that survives a restart (engine/services/state.py): a
+# /newproject conversation, the project a requester's commands act on.
+V5_USER_STATE = """
+CREATE TABLE user_state (
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX ix_user_state_key ON user_state(key, updated_at);
+"""
+
 # version -> SQL applied to go from version-1 to version. A fresh database gets schema.sql,
 # which holds every version, instead; a migration's SQL never changes once released.
 MIGRATIONS: dict[int, str] = {
@@ -138,6 +151,7 @@ CREATE TABLE project_models (
 );
 """,
     4: V4_LEDGER,
+    5: V5_USER_STATE,
 }
 MIGRATION_LOCK = 0x70C0_0001  # advisory lock key: one process migrates at a time
 
@@ -182,6 +196,7 @@ class PgTx:
         self.dashboard = repos.DashboardRepo(self)
         self.digests = repos.DigestRepo(self)
         self.reports = repos.ReportRepo(self)
+        self.state = repos.StateRepo(self)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row:
         return await self.conn.fetchrow(convert(sql), *params)

@@ -570,6 +570,10 @@ class ReportRepo(lite.ReportRepo):
     pass
 
 
+class StateRepo(lite.StateRepo):
+    """The SQLite statements are portable (ON CONFLICT upsert, row counts)."""
+
+
 async def diagnostics(tx: PgTx, project_id: int | None = None) -> Diagnostics:
     """The store's invariants, counted (the same measures as the SQLite store's)."""
     duplicates = await tx.value(

@@ -364,3 +364,14 @@ CREATE TRIGGER tr_ledger_no_truncate BEFORE TRUNCATE ON ledger
     FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
 CREATE TRIGGER tr_ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION pc_ledger_append_only();
+
+-- Version 5: per-user state that must survive a restart (a /newproject conversation, the
+-- project a requester's commands act on), as JSON under a key.
+CREATE TABLE user_state (
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX ix_user_state_key ON user_state(key, updated_at);

@@ -1846,6 +1846,36 @@ class ReportRepo(_Repo):
         return bool(await self.tx.value("SELECT 1") == 1)
 
 
+class StateRepo(_Repo):
+    """user_state: one JSON value per (user, key), e.g. a guided conversation."""
+
+    async def get(self, user_id: int, key: str) -> tuple[str, float] | None:
+        row = await self.tx.one(
+            "SELECT value, updated_at FROM user_state WHERE user_id = ? AND key = ?",
+            (user_id, key),
+        )
+        return None if row is None else (str(row["value"]), float(row["updated_at"]))
+
+    async def put(self, user_id: int, key: str, value: str, now: float) -> None:
+        await self.tx.run(
+            "INSERT INTO user_state(user_id, key, value, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(user_id, key) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (user_id, key, value, now),
+        )
+
+    async def delete(self, user_id: int, key: str) -> bool:
+        n = await self.tx.run(
+            "DELETE FROM user_state WHERE user_id = ? AND key = ?", (user_id, key)
+        )
+        return n > 0
+
+    async def expire(self, key: str, before: float) -> int:
+        return await self.tx.run(
+            "DELETE FROM user_state WHERE key = ? AND updated_at < ?", (key, before)
+        )
+
+
 async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
     """The store's invariants, counted (for the demo, the benchmarks and the tests)."""
     duplicates = await tx.value(

@@ -365,3 +365,14 @@ CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoin
 BEGIN
     SELECT RAISE(ABORT, 'ledger is append-only');
 END;
+
+-- Version 5: per-user state that must survive a restart (a /newproject conversation, the
+-- project a requester's commands act on), as JSON under a key.
+CREATE TABLE user_state (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX ix_user_state_key ON user_state(key, updated_at);
