@@ -153,10 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     us.add_argument("value", nargs="?", help="role (grant) or reason (block)")
     us.add_argument("--json", action="store_true", help="print JSON")
 
-    bk = cmd(
-        "backup", "Copy the database safely while the bot runs.", "polycrowd backup backup.db"
-    )
-    bk.add_argument("output")
+    from polycrowd.cli_db import add_backup_parsers
+
+    add_backup_parsers(cmd)  # backup and restore
 
     from polycrowd.cli_i18n import add_parser as add_i18n
 
@@ -404,16 +403,15 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
-    from polycrowd.engine.store import is_postgres
-    from polycrowd.engine.store.sqlite import backup_file
+    from polycrowd.cli_db import backup_command
 
-    if is_postgres(settings.db):
-        raise CliError("backup copies a SQLite file; back up PostgreSQL with pg_dump")
-    if not Path(settings.db).exists():
-        raise CliError(f"database not found: {settings.db}")
-    backup_file(settings.db, args.output)
-    print(f"backed up {settings.db} to {args.output}")
-    return 0
+    return backup_command(args, settings, CliError)
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.cli_db import restore_command
+
+    return restore_command(args, settings, CliError)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -459,6 +457,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "audit": _audit,
     "user": _user,
     "backup": _backup,
+    "restore": _restore,
     "checker": _checker,
     "i18n": _i18n,
     "models": _models,

@@ -12,7 +12,6 @@ repositories through the protocol in :mod:`polycrowd.engine.store.base`.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -26,7 +25,7 @@ from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import repos
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
 V2_FEEDBACK = """
@@ -102,6 +101,19 @@ BEGIN
 END;
 """
 
+# Version 5: per-user state that survives a restart (engine/services/state.py): a
+# /newproject conversation, the project a requester's commands act on.
+V5_USER_STATE = """
+CREATE TABLE user_state (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX ix_user_state_key ON user_state(key, updated_at);
+"""
+
 # version -> SQL applied to go from version-1 to version. A fresh database gets schema.sql,
 # which holds every version, instead; a migration's SQL never changes once released.
 MIGRATIONS: dict[int, str] = {
@@ -137,12 +149,13 @@ CREATE TABLE project_models (
 );
 """,
     4: V4_LEDGER,
+    5: V5_USER_STATE,
 }
 
 
 Row = aiosqlite.Row
 
-__all__ = ["Database", "Row", "StoreError", "Tx", "backup_file"]
+__all__ = ["Database", "Row", "StoreError", "Tx"]
 
 
 class Tx:
@@ -170,6 +183,7 @@ class Tx:
         self.dashboard = repos.DashboardRepo(self)
         self.digests = repos.DigestRepo(self)
         self.reports = repos.ReportRepo(self)
+        self.state = repos.StateRepo(self)
 
     # Each method is one hop to the database thread (aiosqlite runs every cursor call as a
     # separate hop; fetching in the same hop as the execute cuts the per-query cost ~3x).
@@ -349,15 +363,3 @@ def _split_sql(script: str) -> list[str]:
     if any(s.strip() for s in buf):
         statements.append("\n".join(buf))
     return statements
-
-
-def backup_file(source: str | Path, dest: str | Path) -> None:
-    """Copy a live SQLite database to ``dest`` with SQLite's online backup (blocking)."""
-    src = sqlite3.connect(str(source))
-    try:
-        dst = sqlite3.connect(str(dest))
-        with dst:
-            src.backup(dst)
-        dst.close()
-    finally:
-        src.close()
