@@ -155,3 +155,18 @@ async def test_another_command_ends_the_conversation_for_good(boots: Boots) -> N
     chat = await boots.start()
     [reply] = await chat.say(REQ, "Animals")
     assert "Send /task" in reply.text
+
+
+async def test_the_scheduler_sweeps_stale_conversations(boots: Boots) -> None:
+    chat = await boots.start()
+    await chat.command(REQ, "/newproject")
+    assert boots.app is not None
+    owner = await boots.app.engine.find_user(f"memory:{REQ.id}")
+    assert owner is not None
+    await boots.app.scheduler.expire()
+    async with boots.app.engine.db.read() as tx:
+        assert await tx.state.get(owner.id, "conversation") is not None  # fresh: kept
+    boots.clock.advance(CONVERSATION_TTL + 1)
+    await boots.app.scheduler.expire()
+    async with boots.app.engine.db.read() as tx:
+        assert await tx.state.get(owner.id, "conversation") is None

@@ -35,6 +35,7 @@ class Scheduler:
         n = await self.engine.expire_assignments()
         if n:
             log.info("expired %s assignments", n)
+        await self.engine.expire_conversations()  # stale /newproject dialogues (24 h)
         return n
 
     async def remind(self) -> list[int]:
