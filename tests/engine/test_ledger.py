@@ -391,7 +391,7 @@ async def test_a_version_1_database_migrates_and_its_old_entries_stay_valid(
     (reported unauthenticated) and new ones are signed."""
     import sqlite3
 
-    from polycrowd.engine.store.sqlite.database import _schema_sql, _split_sql
+    from polycrowd.engine.store.sqlite.database import SCHEMA_VERSION, _schema_sql, _split_sql
 
     from .store.test_migrations import DOWNGRADE_TO_V1
 
@@ -416,7 +416,7 @@ async def test_a_version_1_database_migrates_and_its_old_entries_stay_valid(
     con.close()
     db = await Database.open(path)
     try:
-        assert await db.schema_version() == 4
+        assert await db.schema_version() == SCHEMA_VERSION  # every migration from 1
         engine = Engine(db, RulesChecker(), detector.detect)
         report = await engine.audit()
         assert report.ok and not report.authenticated and len(report.warnings) == 1
