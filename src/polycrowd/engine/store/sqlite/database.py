@@ -170,6 +170,7 @@ class Tx:
         self.dashboard = repos.DashboardRepo(self)
         self.digests = repos.DigestRepo(self)
         self.reports = repos.ReportRepo(self)
+        self.state = repos.StateRepo(self)
 
     # Each method is one hop to the database thread (aiosqlite runs every cursor call as a
     # separate hop; fetching in the same hop as the execute cuts the per-query cost ~3x).
