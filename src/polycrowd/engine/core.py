@@ -35,6 +35,7 @@ from polycrowd.engine.services.context import EngineContext
 from polycrowd.engine.services.digests import WEEK, DigestService, ModeratorDigest, WorkerDigest
 from polycrowd.engine.services.feedback import LOGIN_TTL, FeedbackService, Login, Question
 from polycrowd.engine.services.fraud import FraudService
+from polycrowd.engine.services.leaderboard import LeaderboardService
 from polycrowd.engine.services.maintenance import MaintenanceService
 from polycrowd.engine.services.moderation import ModerationService
 from polycrowd.engine.services.payments import PaymentsService
@@ -44,7 +45,6 @@ from polycrowd.engine.services.projects import (
     ProjectsService,
     ProjectStatus,
 )
-from polycrowd.engine.services.leaderboard import LeaderboardService
 from polycrowd.engine.services.reports import ReportFigures, ReportsService
 from polycrowd.engine.services.results import ResultsService
 from polycrowd.engine.services.scoring import ScoringService, SubmitResult
