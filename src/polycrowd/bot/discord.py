@@ -157,6 +157,7 @@ OPTIONS: Mapping[str, tuple[Option, ...]] = {
     UPLOAD_COMMAND: (Option("file", N_("The file"), kind="file", required=True),),
     "report": (Option("project", N_("Project number (default: the current project)")),),
     "ask": (Option("text", N_("Your question"), required=True),),
+    "leaderboard": (Option("choice", N_("on or off (leave empty to see the board)")),),
     "answer": (
         Option("question", N_("The question's number"), required=True),
         Option("text", N_("Your answer"), required=True),

@@ -35,6 +35,7 @@ from polycrowd.engine.services.context import EngineContext
 from polycrowd.engine.services.digests import WEEK, DigestService, ModeratorDigest, WorkerDigest
 from polycrowd.engine.services.feedback import LOGIN_TTL, FeedbackService, Login, Question
 from polycrowd.engine.services.fraud import FraudService
+from polycrowd.engine.services.leaderboard import LeaderboardService
 from polycrowd.engine.services.maintenance import MaintenanceService
 from polycrowd.engine.services.moderation import ModerationService
 from polycrowd.engine.services.payments import PaymentsService
@@ -50,7 +51,13 @@ from polycrowd.engine.services.scoring import ScoringService, SubmitResult
 from polycrowd.engine.services.state import Conversation, StateService
 from polycrowd.engine.services.tasks import TasksService
 from polycrowd.engine.services.users import LINK_TTL, UsersService, WorkerStats
-from polycrowd.engine.store.base import Diagnostics, Store, Totals, WorkerSummary
+from polycrowd.engine.store.base import (
+    Diagnostics,
+    LeaderRow,
+    Store,
+    Totals,
+    WorkerSummary,
+)
 from polycrowd.engine.types import LedgerEntry, Project, Role, Task, User
 from polycrowd.settings import Settings
 
@@ -111,6 +118,7 @@ class Engine:
         self.digests = DigestService(ctx)
         self.reports = ReportsService(ctx)
         self.state = StateService(ctx)
+        self.leaderboard = LeaderboardService(ctx)
 
     # The collaborators, replaceable after wiring (the demo and tests swap clock and rng).
 
@@ -377,6 +385,22 @@ class Engine:
 
     async def expire_conversations(self) -> int:
         return await self.state.expire_conversations()
+
+    # The opt-in leaderboard -----------------------------------------------------------------
+
+    async def on_leaderboard(self, user_id: int) -> bool:
+        return await self.leaderboard.opted_in(user_id)
+
+    async def set_leaderboard(self, user_id: int, on: bool) -> None:
+        """Show (or hide) the user's pseudonym on the leaderboards of their projects."""
+        await self.leaderboard.set_opt_in(user_id, on)
+
+    async def leaders(self, project_id: int) -> list[LeaderRow]:
+        """The project's opted-in workers, most accepted answers first (pseudonyms only)."""
+        return await self.leaderboard.board(project_id)
+
+    async def latest_project_of(self, user_id: int) -> int | None:
+        return await self.leaderboard.latest_project(user_id)
 
     # Maintenance ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from polycrowd.engine.core import EngineError, SubmitResult
 from polycrowd.engine.services.digests import ModeratorDigest, WorkerDigest
 from polycrowd.engine.services.feedback import LOGIN_TTL
 from polycrowd.engine.types import Role, Task
+from polycrowd.handlers import leaderboard
 from polycrowd.handlers.types import Document, Event, Reply
 from polycrowd.handlers.worker import money
 from polycrowd.i18n import N_, Msg
@@ -28,6 +29,7 @@ def register(d: Dispatcher) -> None:
     d.command(
         "faq", N_("Pin an answered question to the instructions: /faq add ID"), Role.REQUESTER
     )(faq)
+    leaderboard.register(d)
 
 
 # Reports --------------------------------------------------------------------------------------

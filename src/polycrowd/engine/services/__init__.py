@@ -10,5 +10,6 @@ moderation   flags, moderator decisions on answers and accounts, appeals
 payments     payouts, the ledger view and its audit
 maintenance  scheduled jobs, delivered updates, tokens behind buttons
 results      batch aggregation, training examples, export
+leaderboard  the opt-in leaderboard of a project (pseudonyms only)
 state        per-user state that survives a restart: conversations, the current project
 """

@@ -157,6 +157,17 @@ class WorkerSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderRow:
+    """One opted-in worker on a project's leaderboard (pseudonym only)."""
+
+    user_id: int
+    pseudonym: str
+    accepted: int
+    gold_answered: int
+    gold_correct: int
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerWindow:
     """A worker's answers in a time window."""
 
@@ -789,6 +800,12 @@ class ReportRepository(Protocol):
 
     async def open_appeals(self) -> list[dict[str, Any]]:
         """id, project_id, pseudonym, payload, reason, appeal_text, created_at."""
+
+    async def leaderboard(self, project_id: int, opt_in_key: str, limit: int) -> list[LeaderRow]:
+        """Workers whose ``opt_in_key`` state is ``true``, most accepted answers first."""
+
+    async def latest_project(self, user_id: int) -> int | None:
+        """The project of the user's latest answer, or None."""
 
     async def totals(self) -> Totals: ...
 

@@ -21,6 +21,7 @@ from polycrowd.engine.store.base import (
     DuplicateKey,
     GoldResultRow,
     LanguageRow,
+    LeaderRow,
     LoginRow,
     ModerationBacklog,
     OpenItemRow,
@@ -1823,6 +1824,29 @@ class ReportRepo(_Repo):
             " WHERE a.appeal = 'open' ORDER BY a.id LIMIT 200"
         )
         return [dict(r) for r in rows]
+
+    async def leaderboard(self, project_id: int, opt_in_key: str, limit: int) -> list[LeaderRow]:
+        rows = await self.tx.all(
+            "SELECT u.id, u.pseudonym,"
+            f" SUM(CASE WHEN a.status IN {COUNTED} THEN 1 ELSE 0 END) AS ok,"
+            " COUNT(a.correct) AS gold, SUM(CASE WHEN a.correct = 1 THEN 1 ELSE 0 END) AS gold_ok"
+            " FROM answers a JOIN users u ON u.id = a.worker_id"
+            " JOIN user_state s ON s.user_id = u.id AND s.key = ? AND s.value = 'true'"
+            " WHERE a.project_id = ? AND u.erased = 0 AND u.status = 'active'"
+            " GROUP BY u.id, u.pseudonym ORDER BY ok DESC, gold_ok DESC, u.pseudonym LIMIT ?",
+            (opt_in_key, project_id, limit),
+        )
+        return [
+            LeaderRow(int(r[0]), str(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0))
+            for r in rows
+        ]
+
+    async def latest_project(self, user_id: int) -> int | None:
+        v = await self.tx.value(
+            "SELECT project_id FROM answers WHERE worker_id = ? ORDER BY id DESC LIMIT 1",
+            (user_id,),
+        )
+        return None if v is None else int(v)
 
     async def totals(self) -> Totals:
         answers = await self.tx.all(
