@@ -350,6 +350,7 @@ async def test_worker_gets_a_task_and_is_credited_through_a_button(
             ("yes", f"pc:a:{aid}:0"),
             ("no", f"pc:a:{aid}:1"),
             ("Skip", f"pc:s:{aid}"),
+            ("Ask a question", f"pc:q:{aid}"),
         )
 
         w.clock.advance(30)
@@ -409,7 +410,10 @@ async def test_multi_label_task_is_a_select_menu(tmp_path: Path, locales: Path) 
             ("round", "3"),
         ]
         assert menu["min_values"] == 1 and menu["max_values"] == 4
-        assert task.response.buttons == (("Skip", f"pc:s:{aid}"),)
+        assert task.response.buttons == (
+            ("Skip", f"pc:s:{aid}"),
+            ("Ask a question", f"pc:q:{aid}"),
+        )
 
         w.clock.advance(30)
         out = await w.h.select(alice, task.response, f"pcm:{aid}", ["0", "3"])
@@ -427,7 +431,11 @@ async def test_text_answer_through_a_modal(tmp_path: Path, locales: Path) -> Non
         task = await w.h.slash(alice, "task")
         assert task.response is not None
         aid = task_id(task.response)
-        assert task.response.buttons == (("Answer", f"pcq:{aid}"), ("Skip", f"pc:s:{aid}"))
+        assert task.response.buttons == (
+            ("Answer", f"pcq:{aid}"),
+            ("Skip", f"pc:s:{aid}"),
+            ("Ask a question", f"pc:q:{aid}"),
+        )
 
         shown = await w.h.click(alice, task.response, f"pcq:{aid}")
         assert shown.kind == "modal" and shown.modal is not None

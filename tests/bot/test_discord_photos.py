@@ -51,6 +51,7 @@ async def test_image_task_is_an_embed_with_the_picture_and_buttons(
             ("cat", f"pc:a:{aid}:0"),
             ("dog", f"pc:a:{aid}:1"),
             ("Skip", f"pc:s:{aid}"),
+            ("Ask a question", f"pc:q:{aid}"),
         )
 
         w.clock.advance(30)

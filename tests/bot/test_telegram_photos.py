@@ -76,7 +76,7 @@ async def test_image_task_is_a_photo_answered_by_button_and_its_caption_edited(
     assert "Task for project “Pets”" in sent[0].caption
     assert "pics/a.png" not in sent[0].caption and "example.org" not in sent[0].caption
     buttons = keyboard(first)
-    assert [d.split(":")[0] for d in buttons] == ["a", "a", "s"]  # cat, dog, skip
+    assert [d.split(":")[0] for d in buttons] == ["a", "a", "s", "q"]  # cat, dog, skip, ask
 
     h.clock.advance(4)
     since = h.mark()
@@ -88,7 +88,7 @@ async def test_image_task_is_a_photo_answered_by_button_and_its_caption_edited(
     # the verdict rides on the next task's caption; the next item is the other one
     second = await photo(h, ann.id, since)
     assert "Accepted. +0.05, balance 0.05." in second.result["caption"]
-    assert keyboard(second)[-1].startswith("s:")
+    assert keyboard(second)[-2].startswith("s:")
     assert not h.fake.calls_of("editMessageText", ok=False)  # no failed text edit of a photo
 
     by_source = {f.source: f for f in h.fake.photos(ann.id)}

@@ -31,9 +31,13 @@ async def test_ask_answer_round_trip_and_faq(world: World) -> None:
     ann = await world.worker(1)
     [task] = await chat.command(ann, "/task")
     assert task.reply.kind == "task"
-    [ack, to_requester] = await chat.command(ann, "/ask Is a kitten a cat?")
+    ask_button = task.button("Ask a question")
+    [hint] = await chat.press(ann, ask_button, task.id)
+    assert hint.text == "Send /ask followed by your question about the current task."
+    [ack, to_requester, to_admin] = await chat.command(ann, "/ask Is a kitten a cat?")
     assert "question was sent" in ack.text
     assert to_requester.chat_id == "u1"
+    assert to_admin.chat_id == "admin" and to_admin.text == to_requester.text
     assert "Question 1 about project “pets”" in to_requester.text
     assert "Is a kitten a cat?" in to_requester.text and "/answer 1" in to_requester.text
 

@@ -63,6 +63,14 @@ class App:
 
     def add_adapter(self, adapter: Adapter) -> None:
         self.adapters.append(adapter)
+        self.dispatcher.admin_chat_of = self.admin_chat_of
+
+    def admin_chat_of(self, platform: str) -> str:
+        """The admin chat of ``platform`` as its adapter knows it ("" when none)."""
+        for adapter in self.adapters:
+            if adapter.name == platform:
+                return adapter.admin_chat_id
+        return self.dispatcher.admin_chat_from_settings(platform)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

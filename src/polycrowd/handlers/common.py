@@ -71,12 +71,18 @@ class Dispatcher:
         self.document_handler: Handler | None = None
         # A guided conversation (/newproject) and a requester's current project are stored
         # (engine.conversation, engine.current_project): they survive a restart.
+        # platform -> its admin chat; the app points this at its adapters (their own setting)
+        self.admin_chat_of: Callable[[str], str] = self.admin_chat_from_settings
         from polycrowd.handlers import feedback, moderator, requester, worker
 
         worker.register(self)
         requester.register(self)
         moderator.register(self)
         feedback.register(self)
+
+    def admin_chat_from_settings(self, platform: str) -> str:
+        s = self.settings
+        return s.discord_admin_channel if platform == "discord" else s.admin_chat
 
     def command(
         self, name: str, description: str, role: Role = Role.WORKER

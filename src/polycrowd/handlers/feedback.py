@@ -13,7 +13,6 @@ from polycrowd.handlers import leaderboard
 from polycrowd.handlers.types import Document, Event, Reply
 from polycrowd.handlers.worker import money
 from polycrowd.i18n import N_, Msg
-from polycrowd.settings import Settings
 
 if TYPE_CHECKING:
     from polycrowd.handlers.common import Context, Dispatcher
@@ -30,6 +29,7 @@ def register(d: Dispatcher) -> None:
         "faq", N_("Pin an answered question to the instructions: /faq add ID"), Role.REQUESTER
     )(faq)
     leaderboard.register(d)
+    d.button("q")(ask_button)
 
 
 # Reports --------------------------------------------------------------------------------------
@@ -82,10 +82,6 @@ async def dashboard(ctx: Context, event: Event) -> list[Reply]:
 # Questions ------------------------------------------------------------------------------------
 
 
-def admin_chat_for(settings: Settings, platform: str) -> str:
-    return settings.discord_admin_channel if platform == "discord" else settings.admin_chat
-
-
 async def ask(ctx: Context, event: Event) -> list[Reply]:
     text = " ".join(event.args).strip()
     if not text:
@@ -103,10 +99,19 @@ async def ask(ctx: Context, event: Event) -> list[Reply]:
         for platform, chat in await ctx.engine.chats_of(owner):
             if platform == event.platform and chat != event.chat_id:
                 replies.append(_to(card, chat, platform))
-    admin = admin_chat_for(ctx.settings, event.platform)
+    admin = ctx.dispatcher.admin_chat_of(event.platform)
     if admin and admin != event.chat_id:
         replies.append(_to(card, admin, event.platform))
     return replies
+
+
+async def ask_button(ctx: Context, event: Event) -> list[Reply]:
+    """The "Ask a question" button under a task: say how to ask about that task."""
+    task = await ctx.engine.current_task(ctx.user.id)
+    aid = event.data.partition(":")[2]
+    if task is None or str(task.assignment.id) != aid:
+        return [ctx.text(N_("You have no open task."))]
+    return [ctx.text(N_("Send /ask followed by your question about the current task."))]
 
 
 def _to(reply: Reply, chat: str, platform: str) -> Reply:

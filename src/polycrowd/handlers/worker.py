@@ -192,7 +192,9 @@ def render_task(
         rows = list(_multi_rows(task, 0, lang))
     elif hints.text_prompt:
         parts.append(Msg(N_("Reply with your answer as a message.")))
-    rows.append((Button(Msg(N_("Skip")), f"s:{aid}"),))
+    rows.append(
+        (Button(Msg(N_("Skip")), f"s:{aid}"), Button(Msg(N_("Ask a question")), f"q:{aid}"))
+    )
     return Reply(
         parts=tuple(parts),
         buttons=tuple(rows),
