@@ -30,7 +30,10 @@ The last stdout line is one JSON object:
   wrong" replies, and ERROR lines or tracebacks in the bot's log;
 * ``lost_answers``: presses never acknowledged plus acknowledged answers not stored (with the
   pressed label) in the database;
-* ``duplicate_credits``: ledger credits beyond the first per assignment (engine diagnostics).
+* ``duplicate_credits``: ledger credits beyond the first per assignment (engine diagnostics);
+* and for context: ``workers``, ``seconds``, ``rate_scale``, ``bot_cpu_share`` (the bot
+  process's CPU seconds per second of the window: below 1 with a saturated bot means the
+  machine's other load took the rest) and ``load_average``.
 
 Progress goes to stderr. Timings depend on the machine and its load.
 """
@@ -164,6 +167,15 @@ async def serve_bot(db: str, rate_scale: float) -> None:
         await app.close()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux), ``None`` elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def bot_command(db: Path, rate_scale: float) -> list[str]:
     if rate_scale == 1:
         return [sys.executable, "-m", "polycrowd", "run", "--db", str(db)]
@@ -259,6 +271,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         workers = list(crowd.workers.values())
         await fake.wait_until(lambda: all(w.tasks for w in workers), args.timeout)
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(proc.pid)
         acks0, presses0 = len(crowd.acks), crowd.presses
         say(f"every worker has a task: timing {args.seconds:g} s")
         while (left := t0 + args.seconds - time.monotonic()) > 0:
@@ -266,6 +279,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             dt = time.monotonic() - t0
             say(f"  {dt:5.1f} s: {len(crowd.acks) - acks0} acknowledged, {crowd.presses} presses")
         t1 = time.monotonic()
+        cpu1 = cpu_seconds(proc.pid)
         crowd.stop_pressing()
         say(f"draining {crowd.waiting} answers in flight")
         try:
@@ -315,6 +329,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "workers": args.workers,
         "seconds": round(t1 - t0, 1),
         "rate_scale": args.rate_scale,
+        "bot_cpu_share": (
+            None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / (t1 - t0), 2)
+        ),
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 

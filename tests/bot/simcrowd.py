@@ -229,9 +229,9 @@ class Crowd:
             return
         if call.method not in ("sendMessage", "editMessageText"):
             return
-        result = call.result if isinstance(call.result, dict) else {}
+        result: dict[str, Any] = call.result if isinstance(call.result, dict) else {}
         text = str(result.get("text", ""))
-        message_id = result.get("message_id")
+        message_id = int(result.get("message_id") or 0)
         if FAILURE in text:
             self.failures.append(text)
         if call.method == "editMessageText" and ACK_TEXT in text:
@@ -239,7 +239,7 @@ class Crowd:
         data = _buttons(call)
         if w.state == "onboarding":
             if "lok" in data and call.method == "sendMessage":
-                self._inject(self.fake.inject_callback(w.user, w.uid, int(message_id), "lok"))
+                self._inject(self.fake.inject_callback(w.user, w.uid, message_id, "lok"))
                 w.waiting_since = time.monotonic()
             elif LANGUAGES_DONE in text:
                 w.state = "work"
@@ -250,14 +250,14 @@ class Crowd:
             aid = int(tasks[0].split(":")[1])
             if aid in w.acked:
                 return
-            w.tasks[int(message_id)] = aid
+            w.tasks[message_id] = aid
             if w.timer is not None:
                 w.timer.cancel()
             w.state = "think"
             w.waiting_since = None
             delay = self.rng.uniform(*self.think)
             loop = asyncio.get_running_loop()
-            w.timer = loop.call_later(delay, self._press, w, int(message_id), aid, tasks)
+            w.timer = loop.call_later(delay, self._press, w, message_id, aid, tasks)
         elif NO_TASKS in text and w.state in ("work", "pressed"):
             self._finish(w)
 
