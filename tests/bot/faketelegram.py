@@ -31,6 +31,8 @@ Conventions:
   malformed markup is refused with 400 "Bad Request: can't parse entities: ..." (turn off with
   ``validate_markup=False``); limits (4096 chars per message, 1024 per caption, 1..64 bytes of
   callback_data) are checked too.
+* ``fake.listeners`` (callables taking a :class:`Call`) see every call as it is recorded:
+  simulated users that react to what the bot sends (``tests/bot/simcrowd.py``).
 * Nothing here imports python-telegram-bot or pytest at module level; the module can be loaded
   by path (``importlib.util.spec_from_file_location``) by benchmarks.
 """
@@ -612,6 +614,8 @@ class FakeTelegram:
         self._cond = asyncio.Condition()
         self._waiters = 0
         self.polls_waiting = 0  # getUpdates requests now parked in a long poll
+        # called with every recorded call, in order, on the server's loop (simulated users)
+        self.listeners: list[Callable[[Call], None]] = []
 
         # state
         self._updates: deque[_Pending] = deque()
@@ -1113,6 +1117,8 @@ class FakeTelegram:
             self._counts[call.method] = self._counts.get(call.method, 0) + 1
         elif call.status == 429:
             self.http_429 += 1
+        for listener in self.listeners:
+            listener(call)
         await self._notify()
 
     async def _notify(self) -> None:
