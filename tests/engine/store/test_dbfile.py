@@ -121,7 +121,7 @@ async def test_bad_files_are_refused_and_left_byte_identical(
         inspect(path, create=create)
     assert message in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
-    with pytest.raises(StoreError, match="x.db"):  # the store's open refuses it the same way
+    with pytest.raises(StoreError, match=r"x\.db"):  # the store's open refuses it the same way
         await Database.open(path, create=create)
     if before is not None:
         assert _digest(path) == before
@@ -173,7 +173,7 @@ async def test_a_readonly_open_does_not_migrate_an_older_schema(tmp_path: Path) 
     con.commit()
     con.close()
     before = _digest(path)
-    with pytest.raises(StoreError, match="is older than this polycrowd.*db migrate"):
+    with pytest.raises(StoreError, match=r"is older than this polycrowd.*db migrate"):
         await Database.open(path, create=False, readonly=True)
     assert _digest(path) == before
 
