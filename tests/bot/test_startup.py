@@ -195,3 +195,8 @@ def test_platform_start_errors_become_one_line(telegram_settings: Settings) -> N
     offline = explain("telegram", NetworkError(f"GET /bot{REJECTED}/getMe failed"), settings)
     assert offline is not None and REJECTED not in str(offline)
     assert explain("telegram", ValueError("something else"), settings) is None
+
+    from discord import LoginFailure
+
+    refused = explain("discord", LoginFailure("Improper token has been passed."), settings)
+    assert refused is not None and "Discord rejected the token" in str(refused)

@@ -34,8 +34,8 @@ from polycrowd.engine.store.base import StoreError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_BYTES = 100
 #: ``PRAGMA quick_check`` reads every page; above this size only the header and the schema
-#: are checked (a few seconds per GiB would be too slow for every command).
-QUICK_CHECK_MAX_BYTES = 512 * 1024 * 1024
+#: are checked (about 5 s per GiB would be too slow for every command).
+QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 #: The table that marks a polycrowd database (it holds the schema version).
 MARKER_TABLE = "schema_migrations"
 
