@@ -19,6 +19,8 @@ from polycrowd import __version__, cli_model
 from polycrowd.settings import Settings, SettingsError
 
 EXIT_USAGE = 2
+#: ``project`` actions that only read: their database is opened read-only (mode=ro).
+READONLY_PROJECT_ACTIONS = frozenset({"list", "status"})
 
 
 class CliError(Exception):
@@ -190,15 +192,20 @@ def _print_json(obj: Any) -> None:
 
 
 async def _with_engine(
-    settings: Settings, fn: Callable[[Any], Awaitable[Any]], create: bool = False
+    settings: Settings,
+    fn: Callable[[Any], Awaitable[Any]],
+    create: bool = False,
+    readonly: bool = False,
 ) -> Any:
+    """Run ``fn(engine)`` on the ``--db`` store. ``create``: a missing or empty file becomes a
+    new database; ``readonly``: opened so that nothing can be written (reports, audit)."""
     from polycrowd.engine.core import Engine
     from polycrowd.engine.language import LanguageDetector
     from polycrowd.engine.ledger_key import LedgerKeyring
     from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await open_store(settings.db, create=create)
+    db = await open_store(settings.db, create=create, readonly=readonly)
     try:
         detector = LanguageDetector("script", settings.languages)
         keyring = LedgerKeyring.for_store(settings.db, settings)
@@ -265,7 +272,8 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         project = await engine.set_state(None, pid, state)
         return {"project": project.id, "state": project.state}
 
-    out = asyncio.run(_with_engine(settings, go, create=args.action == "create"))
+    create, readonly = args.action == "create", args.action in READONLY_PROJECT_ACTIONS
+    out = asyncio.run(_with_engine(settings, go, create=create, readonly=readonly))
     if args.json:
         _print_json(out)
     elif isinstance(out, list):
@@ -347,7 +355,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
     from polycrowd.i18n import Translator
 
-    report = asyncio.run(_with_engine(settings, go))
+    report = asyncio.run(_with_engine(settings, go, readonly=True))
     translator = Translator(default=settings.default_language)
     lang = translator.normalize(settings.default_language)
     if args.json:
@@ -416,10 +424,15 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.bot.app import run
+    from polycrowd.bot.startup import StartupError, check_settings
     from polycrowd.logs import setup_logging
 
+    check_settings(settings)  # before the log level is used
     setup_logging(settings)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -478,37 +491,57 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace, Settings], in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run one command, and turn every failure into one line on stderr (exit 2)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    from polycrowd.engine.aggregation import AggregationInputError
-    from polycrowd.engine.core import EngineError
-    from polycrowd.engine.io import InputError
-    from polycrowd.engine.store import StoreError
-
+    settings: Settings | None = None
     try:
-        settings = Settings.from_env().with_db(getattr(args, "db", None))
-        return COMMANDS[args.command](args, settings)
-    except (
-        CliError,
-        SettingsError,
-        InputError,
-        EngineError,
-        StoreError,
-        AggregationInputError,
-    ) as exc:
-        print(f"polycrowd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        from polycrowd.engine.aggregation import AggregationInputError
+        from polycrowd.engine.core import EngineError
+        from polycrowd.engine.io import InputError
+        from polycrowd.engine.store import StoreError
+        from polycrowd.logs import install_redaction
+
+        known = (CliError, SettingsError, InputError, EngineError, StoreError)
+        try:
+            settings = Settings.from_env().with_db(getattr(args, "db", None))
+            install_redaction(settings)
+            return COMMANDS[args.command](args, settings)
+        except (*known, AggregationInputError) as exc:
+            _fail(str(exc), settings)
+            return EXIT_USAGE
     except KeyboardInterrupt:
-        print("polycrowd: interrupted", file=sys.stderr)
+        _fail("interrupted", settings)
         return 130
     except OSError as exc:
-        print(
-            f"polycrowd: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
+        _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), settings)
+        return EXIT_USAGE
+    except Exception as exc:  # the boundary: never a traceback unless asked for
+        if settings is not None and settings.debug:
+            import traceback
+
+            _fail("".join(traceback.format_exception(exc)), settings, one_line=False)
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc}"
+            " (set POLYCROWD_DEBUG=1 for the traceback)",
+            settings,
         )
         return EXIT_USAGE
+
+
+def _fail(message: str, settings: Settings | None, *, one_line: bool = True) -> None:
+    """``polycrowd: <message>`` on stderr, tokens cut out, on one line unless told."""
+    from polycrowd.logs import redact, secret_values
+
+    text = redact(message, secret_values(settings))
+    if one_line:
+        text = " ".join(text.split("\n")).strip()
+        print(f"polycrowd: {text}", file=sys.stderr)
+    else:
+        print(text.rstrip("\n"), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ async def _report(settings: Settings, project_id: int, lang: str) -> Any:
     from polycrowd.models.rules import RulesChecker
     from polycrowd.reports import build_report
 
-    db = await open_store(settings.db, create=False)
+    db = await open_store(settings.db, create=False, readonly=True)  # a report only reads
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         translator = Translator(default=settings.default_language)

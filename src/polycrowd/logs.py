@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from polycrowd.settings import Settings
@@ -24,10 +25,87 @@ _SECRETS = (
 )
 
 
-def redact(text: str) -> str:
+REDACTED = "[redacted]"
+#: Configured secrets shorter than this are not cut out of text (they would hit words).
+MIN_SECRET_LEN = 6
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without bot tokens, secrets and any of the given ``secrets`` values."""
+    for value in sorted((s for s in secrets if len(s) >= MIN_SECRET_LEN), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
     for pattern in _SECRETS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
     return text
+
+
+def secret_values(settings: Settings | None) -> tuple[str, ...]:
+    """The configured values that must never appear in a log line or an error message."""
+    if settings is None:
+        return ()
+    values = (
+        settings.telegram_token,
+        settings.discord_token,
+        settings.webhook_secret,
+        settings.ledger_key,
+    )
+    return tuple(v for v in values if v)
+
+
+class RedactingFilter(logging.Filter):
+    """Cuts tokens out of every record a handler emits: message, arguments, exception and
+    stack text. Installed on the handlers (a logger's own filters miss propagated records)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-arguments: keep what can be shown
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (like logging.lastResort)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def install_redaction(settings: Settings | None) -> RedactingFilter:
+    """For every command: a warnings-and-up handler on stderr when none is configured, and
+    the redacting filter on every handler of the root logger (replacing an older one)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    if not root.handlers:
+        stderr = _StderrHandler()
+        stderr.setLevel(logging.WARNING)
+        stderr.setFormatter(logging.Formatter("polycrowd: %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stderr)
+    found = RedactingFilter(secret_values(settings))
+    for handler in root.handlers:
+        for old_filter in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old_filter)
+        handler.addFilter(found)
+    return found
 
 
 class RedactingFormatter(logging.Formatter):
@@ -46,8 +124,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
-        if record.exc_info:
-            out["exc"] = redact(self.formatException(record.exc_info))
+        if record.exc_info or record.exc_text:
+            text = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+            out["exc"] = redact(text)
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -58,6 +137,7 @@ def setup_logging(settings: Settings, stream: Any = None) -> logging.Handler:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secret_values(settings)))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -45,6 +45,7 @@ class Settings:
     remind_after_s: float = 24 * 3600.0
     log_level: str = "INFO"
     log_json: bool = False  # JSON lines on stderr (no tokens, no personal data)
+    debug: bool = False  # POLYCROWD_DEBUG=1: the CLI prints a failure's (redacted) traceback
     dashboard_url: str = ""  # public base URL of `polycrowd serve`, for /dashboard links
     metrics_port: int = 0  # >0: serve /metrics and /healthz beside `polycrowd run`
     quiet_hours: str = "22-8"  # UTC hours when no digest is sent ("" = none)

@@ -449,7 +449,7 @@ async def test_polycrowd_run_serves_telegram_and_stops(
 ) -> None:
     """``polycrowd run``'s entry point: the bot beside the scheduler, stopped by an event."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run(telegram_settings, stop))
+    task = asyncio.create_task(run(telegram_settings, stop, create=True))
     await telegram_fake.wait_until(lambda: telegram_fake.polls_waiting > 0, TELEGRAM_WAIT)
     ann = telegram_fake.user(900, "Ann")
     ann.say("/help")

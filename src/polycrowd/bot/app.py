@@ -165,8 +165,26 @@ async def build_app(
     detector: LanguageDetector | None = None,
     translator: Translator | None = None,
     engine_factory: Callable[..., Engine] = Engine,
+    create: bool = True,
 ) -> App:
-    db = await open_store(settings.db)
+    """The app on ``settings.db`` (``create``: a missing file becomes a new database). A
+    failure part way closes what was opened: a live database thread keeps a process alive."""
+    db = await open_store(settings.db, create=create)
+    try:
+        return await _build(db, settings, checker, detector, translator, engine_factory)
+    except BaseException:
+        await db.close()
+        raise
+
+
+async def _build(
+    db: Store,
+    settings: Settings,
+    checker: Checker | None,
+    detector: LanguageDetector | None,
+    translator: Translator | None,
+    engine_factory: Callable[..., Engine],
+) -> App:
     if detector is None:
         detector = LanguageDetector(settings.language_backend, settings.languages)
         await asyncio.to_thread(detector.warm_up)  # loading models would block the loop
@@ -231,9 +249,21 @@ def project_models(settings: Settings) -> Callable[[Project], Predictor]:
     return predictor
 
 
-async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Start every configured platform and the scheduler; stop on SIGINT/SIGTERM."""
-    app = await build_app(settings)
+async def run(
+    settings: Settings, stop: asyncio.Event | None = None, *, create: bool = False
+) -> None:
+    """Start every configured platform and the scheduler; stop on SIGINT/SIGTERM.
+
+    Start-up checks first (bot/startup.py): settings, the Telegram token against the Bot
+    API, then the database, which must exist unless ``create`` (``polycrowd run`` never
+    makes one: "database not found", like every other command). Each failure is a
+    :class:`~polycrowd.bot.startup.StartupError` (or SettingsError/StoreError) in one line."""
+    from polycrowd.bot import startup
+
+    startup.check_settings(settings)
+    if settings.telegram_token:
+        await startup.check_telegram(settings)
+    app = await build_app(settings, create=create)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -256,7 +286,13 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     ops: Any = None
     try:
         for adapter in app.adapters:
-            await adapter.start()
+            try:
+                await adapter.start()
+            except Exception as exc:
+                explained = startup.explain(adapter.name, exc, settings)
+                if explained is None:
+                    raise
+                raise explained from None
             started.append(adapter)
             log.info("%s started", adapter.name)
         app.scheduler.start()

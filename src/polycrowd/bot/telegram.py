@@ -71,6 +71,7 @@ from polycrowd.bot.outbound import (
     aiohttp_available,
     redact,
 )
+from polycrowd.bot.startup import telegram_api_root
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Document, Event, EventKind, Photo, Reply
 from polycrowd.i18n import N_, Msg
@@ -315,7 +316,7 @@ class TelegramAdapter:
         s = self.settings
         if not s.telegram_token:
             raise ValueError("POLYCROWD_TELEGRAM_TOKEN is not set")
-        api = s.telegram_api_url.rstrip("/")
+        api = telegram_api_root(s.telegram_api_url)  # the server root, or PTB's .../bot
         builder = (
             ApplicationBuilder()
             .token(s.telegram_token)

@@ -19,13 +19,18 @@ def is_postgres(url: str | Path) -> bool:
     return str(url).startswith(POSTGRES_SCHEMES)
 
 
-async def open_store(url: str | Path, *, create: bool = True, **kw: Any) -> Store:
-    """The store behind ``url``: a PostgreSQL URL, or else the path of a SQLite file."""
+async def open_store(
+    url: str | Path, *, create: bool = True, readonly: bool = False, **kw: Any
+) -> Store:
+    """The store behind ``url``: a PostgreSQL URL, or else the path of a SQLite file.
+
+    ``readonly``: a SQLite file is opened ``mode=ro`` (no write, no migration, no WAL switch);
+    on PostgreSQL the role's privileges decide, as for every other command."""
     if is_postgres(url):
         from polycrowd.engine.store.postgres import PgDatabase
 
         return await PgDatabase.open(str(url), create=create, **kw)
-    return await Database.open(url, create=create)
+    return await Database.open(url, create=create, readonly=readonly)
 
 
 __all__ = [

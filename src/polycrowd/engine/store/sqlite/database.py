@@ -23,7 +23,7 @@ import aiosqlite
 
 from polycrowd.engine.events import Outbox
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
-from polycrowd.engine.store.sqlite import repos
+from polycrowd.engine.store.sqlite import dbfile, repos
 
 SCHEMA_VERSION = 5
 
@@ -218,28 +218,55 @@ class Database:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | Path, *, create: bool = True) -> Database:
+    async def open(
+        cls, path: str | Path, *, create: bool = True, readonly: bool = False
+    ) -> Database:
         db = cls(path)
-        await db.connect(create=create)
+        await db.connect(create=create, readonly=readonly)
         return db
 
-    async def connect(self, *, create: bool = True) -> None:
-        missing = self.path != ":memory:" and not await asyncio.to_thread(Path(self.path).exists)
-        if not create and missing:
-            raise StoreError(f"database not found: {self.path}")
+    async def connect(self, *, create: bool = True, readonly: bool = False) -> None:
+        """Open the file; ``create``: a missing or empty file becomes a new database;
+        ``readonly``: SQLite refuses every write (``mode=ro``), nothing is migrated. Anything
+        but a healthy polycrowd database is refused before a byte is written (dbfile.py)."""
+        target, uri = self.path, False
+        if self.path != ":memory:":
+            await asyncio.to_thread(dbfile.inspect, self.path, create=create and not readonly)
+            if readonly:
+                target, uri = dbfile.readonly_uri(self.path), True
         try:
-            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
+            conn = await aiosqlite.connect(target, isolation_level=None, timeout=30, uri=uri)
         except Exception as exc:  # sqlite3.OperationalError and friends
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=30000")
-        await conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
-        await conn.execute("PRAGMA temp_store=MEMORY")
-        self._conn = conn
-        await self._migrate()
+        try:  # a failed open closes the connection: its thread would keep the process alive
+            conn.row_factory = aiosqlite.Row
+            if not readonly:
+                await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=30000")
+            await conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+            await conn.execute("PRAGMA temp_store=MEMORY")
+            self._conn = conn
+            await (self._check_version() if readonly else self._migrate())
+        except BaseException as exc:
+            self._conn = None
+            await conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+            raise
+
+    async def _check_version(self) -> None:
+        """A read-only open migrates nothing: the schema must be this version's."""
+        current = await self.schema_version()
+        if current != SCHEMA_VERSION:
+            newer = "newer" if current > SCHEMA_VERSION else "older"
+            hint = f"; upgrade it with: polycrowd db migrate --db {self.path}"
+            hint = "" if current > SCHEMA_VERSION else hint
+            raise StoreError(
+                f"database schema {current} of {self.path} is {newer} than this polycrowd"
+                f" ({SCHEMA_VERSION}){hint}"
+            )
 
     async def close(self) -> None:
         if self._conn is not None:
