@@ -143,9 +143,15 @@ def load_spec_text(text: str, source: str = "spec") -> ProjectSpec:
         )
         at = f" near line {where + 1 if isinstance(where, int) else where}" if where else ""
         raise InputError(f"{source}: not valid YAML or JSON{at}") from exc
+    except (ValueError, RecursionError) as exc:  # 2001-02-30, a 5000-digit number, [[[[...
+        raise InputError(f"{source}: not valid YAML or JSON ({_first_line(exc)})") from None
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a mapping of settings at the top level")
     return parse_spec(data, source)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
 
 
 def load_spec(path: str | Path) -> ProjectSpec:
@@ -347,7 +353,8 @@ def _label_names(
             )
         out[lang] = {}
         for label_raw, name_raw in names.items():
-            label, name = str(label_raw), str(name_raw if name_raw is not None else "").strip()
+            label = str(label_raw)
+            name = name_raw.strip() if isinstance(name_raw, str) else ""
             if label not in labels:
                 raise InputError(f"{source}: 'label_names' {lang}: '{label}' is not a label")
             if not name or len(name) > MAX_LABEL_CHARS:
@@ -480,6 +487,9 @@ def _records(fh: IO[str], fmt: str) -> Iterator[tuple[int, Mapping[str, Any] | s
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield n, f"not valid JSON ({exc.msg})"
+                continue
+            except (ValueError, RecursionError) as exc:  # a 5000-digit number, [[[[...
+                yield n, f"not valid JSON ({_first_line(exc)})"
                 continue
             yield (n, rec) if isinstance(rec, dict) else (n, "expected a JSON object")
         return
