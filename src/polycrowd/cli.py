@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         "polycrowd export 1 --format jsonl --output results.jsonl",
     )
     ex.add_argument("project", type=int)
-    ex.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    ex.add_argument(
+        "--format", choices=["csv", "jsonl"], help="default: from --output's extension, else csv"
+    )
     ex.add_argument("--output", "-o", help="file to write (default: stdout)")
     ex.add_argument("--method", default="auto", help="aggregation method before export")
 
@@ -293,10 +295,14 @@ def _project_id(raw: str | None) -> int:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.engine.io import ImportLimits
+
+    limits = ImportLimits(settings.max_import_rows, settings.max_upload_bytes)
+
     async def go(engine: Any) -> Any:
         with _progress("importing") as bar:
             return await engine.import_items(
-                args.project, Path(args.file), args.format, progress=bar
+                args.project, Path(args.file), args.format, progress=bar, limits=limits
             )
 
     report = asyncio.run(_with_engine(settings, go))
@@ -312,7 +318,15 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from polycrowd.engine.aggregation import METHODS
     from polycrowd.engine.io import write_results
+
+    methods = ("auto", *METHODS)
+    if args.method not in methods:
+        raise CliError(f"unknown method '{args.method}': use one of {', '.join(methods)}")
+    # the target is checked before anything is aggregated: a refusal changes nothing
+    target = _export_target(args.output) if args.output else None
+    fmt = args.format or _export_format(args.output)
 
     async def go(engine: Any) -> Any:
         await engine.get_project(args.project)
@@ -321,15 +335,83 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         return await engine.export_rows(args.project)
 
     rows = asyncio.run(_with_engine(settings, go))
-    if not args.output:
-        write_results(rows, sys.stdout, args.format)
+    if target is None:
+        write_results(rows, sys.stdout, fmt)
         return 0
-    tmp = Path(args.output + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
-        n = write_results(rows, fh, args.format)
-    tmp.replace(args.output)
+    n = _write_export(target, args.output, rows, fmt)
     print(f"wrote {n} results to {args.output}", file=sys.stderr)
     return 0
+
+
+def _export_format(output: str | None) -> str:
+    """--format left out: from the output's extension (stdout: CSV)."""
+    if output is None:
+        return "csv"
+    suffix = Path(output).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise CliError(
+        f"cannot tell the format of {output} from its extension: name it .csv or .jsonl,"
+        " or give --format csv|jsonl"
+    )
+
+
+def _export_target(output: str) -> Path:
+    """The file the export replaces. A symlink is followed (the link stays a link and its
+    target gets the results); a FIFO, a device or a folder is refused: export writes regular
+    files only (to pipe the results, leave out --output and redirect stdout)."""
+    import os
+    import stat
+
+    real = Path(output).resolve() if Path(output).is_symlink() else Path(output)
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise CliError(
+            f"{output} is not a regular file; export writes files only"
+            " (leave out --output to write to stdout)"
+        )
+    if not real.parent.is_dir():
+        raise CliError(f"cannot write {output}: the folder {real.parent} does not exist")
+    return real
+
+
+def _write_export(target: Path, output: str, rows: Any, fmt: str) -> int:
+    """Write beside the target, then rename over it: a reader never sees half a file. The
+    temporary file is an implementation detail: errors name the output, never it."""
+    import os
+    import tempfile
+
+    from polycrowd.engine.io import write_results
+
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    tmp = ""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            n = write_results(rows, fh, fmt)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+        tmp = ""
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+    return n
 
 
 def _aggregate(args: argparse.Namespace, settings: Settings) -> int:
@@ -375,19 +457,30 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+USER_PLATFORMS = ("telegram", "discord")  # numeric platform user ids
+
+
 def _user(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.engine.types import Role
 
+    if args.action == "grant" and args.value not in {r.value for r in Role}:
+        raise CliError("role must be worker, requester, moderator or admin")
+    ref = args.user.strip()
+    platform, sep, ext = ref.partition(":")
+    if sep and platform not in USER_PLATFORMS:
+        raise CliError(f"unknown platform '{platform}': use {' or '.join(USER_PLATFORMS)}")
+    if sep and not (ext.isascii() and ext.isdigit() and len(ext) <= 20):
+        raise CliError(f"a {platform} user id is a number, e.g. {platform}:12345")
+    if not sep and ref.isdigit() and len(ref) > 18:
+        raise CliError(f"no such user: {args.user}")
+
     async def go(engine: Any) -> Any:
-        user = await engine.find_user(args.user)
+        user = await engine.find_user(ref)
         if user is None:
-            platform, _, ext = args.user.partition(":")
-            if not ext or args.action != "grant":
+            if not sep or args.action != "grant":
                 raise CliError(f"no such user: {args.user}")
             user, _ = await engine.user_for(platform, ext)
         if args.action == "grant":
-            if args.value not in {r.value for r in Role}:
-                raise CliError("role must be worker, requester, moderator or admin")
             await engine.bootstrap_role(user.id, Role(args.value))
         elif args.action == "block":
             await engine.set_status(None, user.id, "blocked", args.value or "blocked")

@@ -19,6 +19,7 @@ import asyncio
 import csv
 import io
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from polycrowd.bot.app import App, build_app
 from polycrowd.bot.memory import MemoryChat, MemoryUser
 from polycrowd.demo_text import summary_lines, text_phase
 from polycrowd.engine.checking import Checker
+from polycrowd.engine.io import InputError
 from polycrowd.engine.types import Role
 from polycrowd.settings import Settings
 
@@ -167,6 +169,10 @@ def _external_id(text: str) -> str:
     return "rte-" + text[start:].split(":", 1)[0]
 
 
+class DemoTargetError(InputError):
+    """The demo refuses a database it would mix its fake users and projects into."""
+
+
 async def run_demo(
     workers: int = 60,
     seed: int = 7,
@@ -175,12 +181,22 @@ async def run_demo(
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    """Run the demo. With ``db_path`` the finished demo database is kept there: a SQLite
+    file is built in a temporary folder and moved into place only when the demo succeeded
+    (a crash leaves nothing behind); the path must be new (or an empty file) - the demo never
+    mixes its 60-odd fake users into a database that has data. A PostgreSQL database must
+    have no users and no projects."""
     t0 = time.perf_counter()
     rng = random.Random(seed)
     say = progress or (lambda _msg: None)
+    base = settings or Settings()
+    is_pg = db_path is not None and db_path.startswith(("postgresql://", "postgres://"))
+    target = None if db_path is None or is_pg else _demo_target(Path(db_path), base)
+    if is_pg:
+        await _refuse_data(base.with_db(db_path))
     with tempfile.TemporaryDirectory(prefix="polycrowd-demo-") as tmp:
-        base = settings or Settings()
-        settings = base.with_db(db_path or str(Path(tmp) / "demo.db"))
+        work_db = str(db_path) if is_pg else str(Path(tmp) / "demo.db")
+        settings = base.with_db(work_db)
         app = await build_app(settings, checker=checker)
         app.engine.rng = random.Random(seed)
         clock = SimClock()
@@ -189,8 +205,55 @@ async def run_demo(
             result = await _run(app, workers, rng, say, tmp, clock)
         finally:
             await app.close()
+        if target is not None:
+            _move_demo_db(Path(work_db), target, base)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _demo_target(path: Path, settings: Settings) -> Path:
+    """The SQLite file the demo may create: new, or an empty regular file."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DemoTargetError(f"{path} is not a regular file; give the demo a new file name")
+    if path.exists() and path.stat().st_size > 0:
+        raise DemoTargetError(
+            f"{path} already exists: the demo writes a new database (remove it or pick a new"
+            " name); it never adds its fake users to one that has data"
+        )
+    side = [Path(f"{path}{suffix}") for suffix in ("-wal", ".ledger.key", ".checkpoints")]
+    if not settings.ledger_key and not settings.ledger_key_file and any(p.exists() for p in side):
+        raise DemoTargetError(f"{path}: files of an earlier database are beside it; remove them")
+    if not path.parent.is_dir():
+        raise DemoTargetError(f"cannot write {path}: the folder does not exist")
+    return path
+
+
+def _move_demo_db(work: Path, target: Path, settings: Settings) -> None:
+    """The closed demo database (and the ledger key and checkpoints beside it, unless the
+    settings keep them elsewhere) into place; the database moves last."""
+    moves = [(Path(f"{work}{s}"), Path(f"{target}{s}")) for s in ("-wal", "-shm")]
+    if not settings.ledger_key and not settings.ledger_key_file:
+        moves.append((Path(f"{work}.ledger.key"), Path(f"{target}.ledger.key")))
+    if not settings.checkpoint_file:
+        moves.append((Path(f"{work}.checkpoints"), Path(f"{target}.checkpoints")))
+    for src, dst in [*moves, (work, target)]:
+        if src.exists():
+            shutil.move(src, dst)
+
+
+async def _refuse_data(settings: Settings) -> None:
+    from polycrowd.engine.store import open_store
+
+    db = await open_store(settings.db, create=True)
+    try:
+        async with db.read() as tx:
+            has_data = bool(await tx.projects.ids(None)) or await tx.users.get(1) is not None
+    finally:
+        await db.close()
+    if has_data:
+        raise DemoTargetError(
+            "the database already has users or projects: the demo needs an empty one"
+        )
 
 
 async def _run(

@@ -40,7 +40,8 @@ class Settings:
     languages: tuple[str, ...] = field(
         default=("en", "es", "ru", "de", "fr", "pt", "ar", "hi", "zh", "tr")
     )
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024  # an items or spec file, uploaded or imported
+    max_import_rows: int = 100_000  # items in one file
     expire_every_s: float = 30.0
     remind_after_s: float = 24 * 3600.0
     log_level: str = "INFO"

@@ -28,7 +28,7 @@ from polycrowd.engine.errors import (
     PolycrowdError,
 )
 from polycrowd.engine.events import EngineHooks, Flag
-from polycrowd.engine.io import ProjectSpec
+from polycrowd.engine.io import ImportLimits, ProjectSpec
 from polycrowd.engine.language import Detection
 from polycrowd.engine.ledger_key import LedgerKeyring
 from polycrowd.engine.services.context import EngineContext
@@ -243,9 +243,12 @@ class Engine:
         fmt: str | None = None,
         name: str = "",
         progress: Callable[[int], None] | None = None,
+        limits: ImportLimits | None = None,
     ) -> ImportReport:
         """Import a CSV/JSONL file in one transaction: all rows or none."""
-        return await self.projects_service.import_items(project_id, source, fmt, name, progress)
+        return await self.projects_service.import_items(
+            project_id, source, fmt, name, progress, limits
+        )
 
     async def set_state(self, user_id: int | None, project_id: int, state: str) -> Project:
         return await self.projects_service.set_state(user_id, project_id, state)

@@ -21,7 +21,7 @@ API = {
     "get_project": "project_id",
     "projects": "owner_id=None",
     "owned_project": "user_id, project_id",
-    "import_items": "project_id, source, fmt=None, name='', progress=None",
+    "import_items": "project_id, source, fmt=None, name='', progress=None, limits=None",
     "set_state": "user_id, project_id, state",
     "status": "project_id",
     "checker_stats": "project_id",

@@ -14,7 +14,7 @@ import numpy as np
 from polycrowd.engine.aggregation import encode, krippendorff_alpha
 from polycrowd.engine.domain import ProjectState, TaskType
 from polycrowd.engine.errors import Conflict, Forbidden
-from polycrowd.engine.io import InputError, ItemRow, ProjectSpec, read_items
+from polycrowd.engine.io import ImportLimits, InputError, ItemRow, ProjectSpec, read_items
 from polycrowd.engine.services.context import EngineContext, load_project, load_user
 from polycrowd.engine.store.base import DuplicateKey
 from polycrowd.engine.tasktypes import spec_of
@@ -106,8 +106,10 @@ class ProjectsService:
         fmt: str | None = None,
         name: str = "",
         progress: Callable[[int], None] | None = None,
+        limits: ImportLimits | None = None,
     ) -> ImportReport:
-        """Import a CSV/JSONL file in one transaction: all rows or none."""
+        """Import a CSV/JSONL file in one transaction: all rows or none (a file over
+        ``limits`` is refused whole)."""
         project = await self.get_project(project_id)
         if project.state == ProjectState.DONE:
             raise Conflict(N_("Project %(id)s is finished."), id=project_id)
@@ -118,6 +120,7 @@ class ProjectsService:
             fmt,
             name,
             image_items=project.task_type is TaskType.IMAGE,
+            limits=limits,
         )
         imported = gold = 0
         now = self.ctx.clock()

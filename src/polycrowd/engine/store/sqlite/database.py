@@ -12,6 +12,7 @@ repositories through the protocol in :mod:`polycrowd.engine.store.base`.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
