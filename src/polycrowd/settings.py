@@ -41,6 +41,11 @@ class Settings:
         default=("en", "es", "ru", "de", "fr", "pt", "ar", "hi", "zh", "tr")
     )
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Flood control per user (handlers/flood.py): tokens a second, bucket size (0 = off),
+    # and how many times more moderators and admins may send.
+    flood_rate: float = 1.0
+    flood_burst: int = 30
+    flood_staff_factor: float = 5.0
     expire_every_s: float = 30.0
     remind_after_s: float = 24 * 3600.0
     log_level: str = "INFO"

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polycrowd.engine.core import Engine, EngineError
+from polycrowd.engine.errors import Forbidden
 from polycrowd.engine.types import Role, User
+from polycrowd.handlers.flood import FloodControl, Verdict
 from polycrowd.handlers.types import Button, Event, EventKind, Reply
 from polycrowd.i18n import N_, Msg, Translator
 from polycrowd.settings import Settings
@@ -38,7 +40,7 @@ class Context:
 
     def require(self, role: Role) -> None:
         if not self.user.role.at_least(role):
-            raise EngineError(N_("You are not allowed to do that."))
+            raise Forbidden(ROLE_REFUSALS.get(role, N_("You are not allowed to do that.")))
 
 
 @dataclass
@@ -56,6 +58,25 @@ class CommandInfo:
     description: str  # msgid
     role: Role
     handler: Handler
+    admin_chat: bool = False  # only from the moderators' chat/channel
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonInfo:
+    prefix: str
+    role: Role
+    handler: Handler
+    admin_chat: bool = False
+
+
+#: The reason a refusal gives, by the role the command or button needs.
+ROLE_REFUSALS: dict[Role, str] = {
+    Role.REQUESTER: N_("Only requesters can do that."),
+    Role.MODERATOR: N_("Only moderators can do that."),
+    Role.ADMIN: N_("Only admins can do that."),
+}
+WRONG_CHAT = N_("Use this in the moderators' chat.")
+TOO_FAST = N_("You are sending messages too fast. Please wait a moment and try again.")
 
 
 class Dispatcher:
@@ -64,11 +85,17 @@ class Dispatcher:
         self.settings = settings
         self.translator = translator
         self.commands: dict[str, CommandInfo] = {}
-        self.buttons: dict[str, Handler] = {}
+        self.buttons: dict[str, ButtonInfo] = {}
         self.text_handlers: list[Handler] = []
         self.document_handler: Handler | None = None
         self.conversations: dict[int, Conversation] = {}
         self.current_project: dict[int, int] = {}  # requester -> project commands act on
+        self.flood = FloodControl(
+            settings.flood_rate,
+            settings.flood_burst,
+            lambda: self.engine.clock(),
+            settings.flood_staff_factor,
+        )
         from polycrowd.handlers import feedback, moderator, requester, worker
 
         worker.register(self)
@@ -77,17 +104,29 @@ class Dispatcher:
         feedback.register(self)
 
     def command(
-        self, name: str, description: str, role: Role = Role.WORKER
+        self,
+        name: str,
+        description: str,
+        role: Role = Role.WORKER,
+        *,
+        admin_chat: bool = False,
     ) -> Callable[[Handler], Handler]:
+        """Register a command that needs ``role`` (and the moderators' chat if ``admin_chat``);
+        the router refuses anyone else before the handler runs."""
+
         def deco(fn: Handler) -> Handler:
-            self.commands[name] = CommandInfo(name, description, role, fn)
+            self.commands[name] = CommandInfo(name, description, role, fn, admin_chat)
             return fn
 
         return deco
 
-    def button(self, prefix: str) -> Callable[[Handler], Handler]:
+    def button(
+        self, prefix: str, role: Role = Role.WORKER, *, admin_chat: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register the handler of buttons whose data starts with ``prefix:`` (or is it)."""
+
         def deco(fn: Handler) -> Handler:
-            self.buttons[prefix] = fn
+            self.buttons[prefix] = ButtonInfo(prefix, role, fn, admin_chat)
             return fn
 
         return deco
@@ -121,9 +160,25 @@ class Dispatcher:
         except Exception:
             log.exception("cannot load the user for %s", event)
             return [Reply.of(Msg(N_("Something went wrong. Please try again later.")))]
+        staff = ctx.user.role.at_least(Role.MODERATOR)
+        verdict = self.flood.take(f"u{ctx.user.id}", staff=staff)
+        if verdict is not Verdict.PASS:
+            log.info(
+                "flood: user=%s role=%s kind=%s command=%s %s",
+                ctx.user.id,
+                ctx.user.role.value,
+                event.kind.value,
+                _what(event),
+                "warned" if verdict is Verdict.WARN else "dropped",
+            )
+            if verdict is Verdict.WARN:
+                return [Reply.of(Msg(TOO_FAST), alert=event.kind is EventKind.BUTTON)]
+            return []
         try:
             return await self._route(ctx, event)
         except EngineError as exc:
+            if isinstance(exc, Forbidden):
+                self._log_refusal(ctx, event, exc.msgid)
             return [Reply.of(Msg(exc.msgid, exc.params), alert=event.kind is EventKind.BUTTON)]
         except Exception:
             log.exception("handler failed for %s", event)
@@ -131,6 +186,7 @@ class Dispatcher:
 
     async def _route(self, ctx: Context, event: Event) -> list[Reply]:
         if ctx.user.status == "blocked" and event.command not in ("mydata", "forgetme", "help"):
+            self._log_refusal(ctx, event, "blocked")
             return [
                 ctx.text(
                     N_("Your account is blocked: %(reason)s"), reason=ctx.user.status_reason or "-"
@@ -142,15 +198,19 @@ class Dispatcher:
             info = self.commands.get(event.command)
             if info is None:
                 return [ctx.text(N_("Unknown command. Send /help to see what I can do."))]
-            if not ctx.user.role.at_least(info.role):
-                return [ctx.text(N_("You are not allowed to do that."))]
+            refused = self._gate(ctx, event, info.role, info.admin_chat)
+            if refused is not None:
+                return refused
             return await info.handler(ctx, event)
         if event.kind is EventKind.BUTTON:
             prefix = event.data.split(":", 1)[0]
-            handler = self.buttons.get(prefix)
-            if handler is None:
+            button = self.buttons.get(prefix)
+            if button is None:
                 return [Reply.of(Msg(N_("This button is no longer valid.")), alert=True)]
-            return await handler(ctx, event)
+            refused = self._gate(ctx, event, button.role, button.admin_chat)
+            if refused is not None:
+                return refused
+            return await button.handler(ctx, event)
         if event.kind is EventKind.DOCUMENT:
             if self.document_handler is None:
                 return [ctx.text(N_("I cannot use files here."))]
@@ -160,6 +220,43 @@ class Dispatcher:
             if replies:
                 return replies
         return [ctx.text(N_("Send /task to get a task, or /help to see what I can do."))]
+
+    def _gate(
+        self, ctx: Context, event: Event, role: Role, admin_chat: bool
+    ) -> list[Reply] | None:
+        """None when the user may go on; else the refusal (answered with its reason, logged).
+        The role is checked first: a worker is told the role is missing, wherever they are."""
+        if not ctx.user.role.at_least(role):
+            reason = ROLE_REFUSALS.get(role, N_("You are not allowed to do that."))
+        elif admin_chat and not event.is_admin_chat:
+            reason = WRONG_CHAT
+        else:
+            return None
+        self._log_refusal(ctx, event, reason)
+        return [Reply.of(Msg(reason), alert=event.kind is EventKind.BUTTON)]
+
+    @staticmethod
+    def _log_refusal(ctx: Context, event: Event, reason: str) -> None:
+        """One line per refusal: ids, role and command only (no names, no texts)."""
+        log.warning(
+            "refused: user=%s role=%s platform=%s kind=%s command=%s admin_chat=%s reason=%r",
+            ctx.user.id,
+            ctx.user.role.value,
+            event.platform,
+            event.kind.value,
+            _what(event),
+            event.is_admin_chat,
+            reason,
+        )
+
+
+def _what(event: Event) -> str:
+    """What was asked for, without its arguments: the command or the button's prefix."""
+    if event.kind is EventKind.COMMAND:
+        return event.command[:32]
+    if event.kind is EventKind.BUTTON:
+        return event.data.split(":", 1)[0][:16]
+    return event.kind.value
 
 
 def yes_no(yes_data: str, no_data: str) -> tuple[tuple[Button, ...], ...]:
