@@ -181,7 +181,7 @@ async def test_requester_upload_launch_status_export(telegram_bot: TelegramHarne
     assert {r["item"] for r in rows} == {"s1", "s2", "s3"}
 
     # a worker cannot use requester commands
-    denied = await h.say(ann, "/export", "not allowed")
+    denied = await h.say(ann, "/export", "Only requesters can do that.")
     assert denied.reply_markup is None
 
 
