@@ -529,7 +529,7 @@ class TelegramAdapter:
             if alert is not None:
                 replies = [r for r in replies if r is not alert]
                 lang = alert.lang or await self._lang_of(event)
-                text = self.translator.render_all(alert.parts, lang)
+                text = self.translator.render_all(alert.parts, lang, clean)
             answered = True
             # the answer (which stops the button's spinner) and the edits travel side by side
             answer = asyncio.create_task(self._answer(query, text))
