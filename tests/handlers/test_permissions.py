@@ -341,3 +341,20 @@ async def test_moderators_cannot_touch_staff_accounts(world: World) -> None:
     assert "is now moderator" in ok.text
     [ok] = await world.chat.command(admin, "/block memory:71 gone")
     assert "is blocked" in ok.text
+
+
+async def test_a_blocked_account_can_still_erase_its_data(world: World) -> None:
+    ann = await world.worker(1)
+    engine = world.app.engine
+    user = await engine.find_user("memory:101")
+    assert user is not None
+    await engine.set_status(None, user.id, "blocked", "spam")
+    [refused] = await world.chat.command(ann, "/task")
+    assert "blocked" in refused.text
+    [refused] = await world.chat.press(ann, "t")
+    assert "blocked" in refused.text
+    [ask] = await world.chat.command(ann, "/forgetme")
+    [erased] = await world.chat.press(ann, ask.button(data_prefix="fy"), ask.id)
+    assert "erased" in erased.text
+    found = await engine.find_user("memory:101")
+    assert found is None or found.id != user.id  # the identity is gone

@@ -185,7 +185,7 @@ class Dispatcher:
             return [Reply.of(Msg(N_("Something went wrong. Please try again later.")))]
 
     async def _route(self, ctx: Context, event: Event) -> list[Reply]:
-        if ctx.user.status == "blocked" and event.command not in ("mydata", "forgetme", "help"):
+        if ctx.user.status == "blocked" and not _open_to_blocked(event):
             self._log_refusal(ctx, event, "blocked")
             return [
                 ctx.text(
@@ -248,6 +248,17 @@ class Dispatcher:
             event.is_admin_chat,
             reason,
         )
+
+
+#: What a blocked account may still do: see and erase its own data (and read the help).
+BLOCKED_COMMANDS = frozenset({"mydata", "forgetme", "help"})
+BLOCKED_BUTTONS = frozenset({"fy", "fn"})  # the /forgetme confirmation
+
+
+def _open_to_blocked(event: Event) -> bool:
+    if event.kind is EventKind.COMMAND:
+        return event.command in BLOCKED_COMMANDS
+    return event.kind is EventKind.BUTTON and event.data.split(":", 1)[0] in BLOCKED_BUTTONS
 
 
 def _what(event: Event) -> str:
