@@ -358,3 +358,13 @@ async def test_a_blocked_account_can_still_erase_its_data(world: World) -> None:
     assert "erased" in erased.text
     found = await engine.find_user("memory:101")
     assert found is None or found.id != user.id  # the identity is gone
+
+
+async def test_a_refused_command_leaves_the_conversation_alone(world: World) -> None:
+    req = world.requester
+    [first] = await world.chat.command(req, "/newproject")
+    assert "What is the project called?" in first.text
+    [refused] = await world.chat.command(req, "/review")
+    assert refused.text == "Only moderators can do that."
+    [kind] = await world.chat.say(req, "Birds")  # still the answer to the first question
+    assert "What kind of task is it?" in kind.text

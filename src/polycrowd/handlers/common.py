@@ -193,14 +193,14 @@ class Dispatcher:
                 )
             ]
         if event.kind is EventKind.COMMAND:
+            info = self.commands.get(event.command)
+            refused = None if info is None else self._gate(ctx, event, info.role, info.admin_chat)
+            if refused is not None:
+                return refused  # a refused command changes nothing, not even the conversation
             if event.command != "cancel":
                 self.conversations.pop(ctx.user.id, None)
-            info = self.commands.get(event.command)
             if info is None:
                 return [ctx.text(N_("Unknown command. Send /help to see what I can do."))]
-            refused = self._gate(ctx, event, info.role, info.admin_chat)
-            if refused is not None:
-                return refused
             return await info.handler(ctx, event)
         if event.kind is EventKind.BUTTON:
             prefix = event.data.split(":", 1)[0]
@@ -264,10 +264,12 @@ def _open_to_blocked(event: Event) -> bool:
 def _what(event: Event) -> str:
     """What was asked for, without its arguments: the command or the button's prefix."""
     if event.kind is EventKind.COMMAND:
-        return event.command[:32]
-    if event.kind is EventKind.BUTTON:
-        return event.data.split(":", 1)[0][:16]
-    return event.kind.value
+        raw = event.command
+    elif event.kind is EventKind.BUTTON:
+        raw = event.data.split(":", 1)[0]
+    else:
+        return event.kind.value
+    return "".join(c for c in raw[:32] if c.isascii() and (c.isalnum() or c == "_")) or "?"
 
 
 def yes_no(yes_data: str, no_data: str) -> tuple[tuple[Button, ...], ...]:
