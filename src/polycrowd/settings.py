@@ -42,6 +42,11 @@ class Settings:
     )
     max_upload_bytes: int = 20 * 1024 * 1024  # an items or spec file, uploaded or imported
     max_import_rows: int = 100_000  # items in one file
+    # Flood control per user (handlers/flood.py): tokens a second, bucket size (0 = off),
+    # and how many times more moderators and admins may send.
+    flood_rate: float = 1.0
+    flood_burst: int = 30
+    flood_staff_factor: float = 5.0
     expire_every_s: float = 30.0
     remind_after_s: float = 24 * 3600.0
     log_level: str = "INFO"

@@ -24,6 +24,7 @@ from polycrowd.bot.app import App, build_app
 from polycrowd.bot.discord import (
     MAX_CONTENT,
     OPTIONS,
+    STAFF_PERMISSIONS,
     CatalogTranslator,
     DiscordAdapter,
     Renderer,
@@ -513,7 +514,7 @@ async def test_requester_uploads_a_spec_and_items_launches_and_exports(
         h = w.h
         bob = h.add_user("bob")
         refused = await h.slash(bob, "upload", file=("cats.yaml", CHOICE_SPEC.encode()))
-        assert texts(refused.messages) == ["You are not allowed to do that."]
+        assert texts(refused.messages) == ["Only requesters can do that."]
         await w.grant(bob, Role.REQUESTER)
 
         spec = await h.slash(bob, "upload", file=("cats.yaml", CHOICE_SPEC.encode()))
@@ -590,7 +591,9 @@ async def test_moderator_blocks_a_worker_from_the_admin_channel(
     async with discord_world(tmp_path, locales) as w:
         h = w.h
         await w.project(TEXT_SPEC)
-        mod = h.add_user("mod")
+        # moderator commands are hidden from members without the staff permissions
+        staff = h.guild.create_role("moderators", permissions=STAFF_PERMISSIONS)
+        mod = h.add_user("mod", roles=[staff])
         await w.grant(mod, Role.MODERATOR)
         alice = await w.worker("alice")
         uid = (await w.user(alice)).id
@@ -614,7 +617,7 @@ async def test_moderator_blocks_a_worker_from_the_admin_channel(
         assert texts(elsewhere.messages) == ["Use this in the moderators' chat."]
         not_mod = await h.click(alice, card, f"pc:mod:ub:{uid}")
         assert [(m.content, m.ephemeral) for m in not_mod.followups] == [
-            ("You are not allowed to do that.", True)
+            ("Only moderators can do that.", True)
         ]
 
         blocked = await h.click(mod, card, f"pc:mod:ub:{uid}")

@@ -181,7 +181,7 @@ async def test_requester_upload_launch_status_export(telegram_bot: TelegramHarne
     assert {r["item"] for r in rows} == {"s1", "s2", "s3"}
 
     # a worker cannot use requester commands
-    denied = await h.say(ann, "/export", "not allowed")
+    denied = await h.say(ann, "/export", "Only requesters can do that.")
     assert denied.reply_markup is None
 
 
@@ -234,7 +234,7 @@ async def test_moderator_blocks_a_worker_from_the_admin_chat(
     # a worker in the admin chat may not use the card
     eve = h.user(301, "Eve")
     since = await h.press(eve, card, block, chat_id=TELEGRAM_ADMIN_CHAT)
-    assert await h.answered(since) == "You are not allowed to do that."
+    assert await h.answered(since) == "Only moderators can do that."
     # a moderator outside the admin chat may not either
     mod = h.user(302, "Mo")
     await h.role(mod, Role.MODERATOR)
@@ -272,7 +272,7 @@ async def test_forged_and_stale_presses_change_nothing(telegram_bot: TelegramHar
         since = await h.press(mallory, own, data)
         assert await h.answered(since) in (
             "This button is no longer valid.",
-            "You are not allowed to do that.",
+            "Only moderators can do that.",
             "Use this in the moderators' chat.",
         )
     assert await ledger_credits(h) == before

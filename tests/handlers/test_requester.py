@@ -55,4 +55,4 @@ async def test_bad_spec_and_wrong_files_change_nothing(world: World) -> None:
 async def test_workers_cannot_upload(world: World) -> None:
     ann = await world.worker(1)
     [reply] = await world.chat.upload(ann, "items.csv", b"id,text\n1,a\n")
-    assert "not allowed" in reply.text
+    assert "Only requesters can do that." in reply.text

@@ -72,7 +72,7 @@ async def test_unknown_command_and_help(world: World) -> None:
     [helptext] = await world.chat.command(ann, "/help")
     assert "/task" in helptext.text and "/launch" not in helptext.text
     [denied] = await world.chat.command(ann, "/launch")
-    assert "not allowed" in denied.text
+    assert "Only requesters can do that." in denied.text
 
 
 async def test_mydata_forgetme_and_stats(world: World) -> None:

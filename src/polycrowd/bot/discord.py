@@ -48,6 +48,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str
 
+from polycrowd.bot.escaping import clean
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Document, Event, EventKind, Photo, Reply
 from polycrowd.i18n import N_, Msg, Translator
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+#: default_member_permissions of moderator/admin slash commands: hidden from plain members.
+STAFF_PERMISSIONS = discord.Permissions(manage_messages=True)
 
 # Discord limits (https://discord.com/developers/docs/resources/message)
 MAX_CONTENT = 2000
@@ -293,7 +296,7 @@ class Outgoing:
         return out
 
     def send_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {"allowed_mentions": discord.AllowedMentions.none()}
         if self.content:
             kw["content"] = self.content
         if self.embed is not None:
@@ -308,6 +311,7 @@ class Outgoing:
 
     def edit_kwargs(self) -> dict[str, Any]:
         return {
+            "allowed_mentions": discord.AllowedMentions.none(),
             "content": self.content or None,
             "embeds": [self.embed] if self.embed is not None else [],
             "view": self.view(),
@@ -333,8 +337,11 @@ def _item(c: Component, row: int) -> discord.ui.Item[Any]:
 
 
 def _escape(text: str) -> str:
-    """User-supplied text (items, names, instructions) shown as typed, not as markdown."""
-    return discord.utils.escape_markdown(text, as_needed=True)
+    """User-supplied text (items, names, instructions, answers) shown as typed: no bidi
+    overrides or control characters, not as markdown, and no mention that would ping
+    (``@everyone``, ``<@id>``; the messages also go out with ``allowed_mentions`` none)."""
+    plain = discord.utils.escape_markdown(clean(text), as_needed=True)
+    return discord.utils.escape_mentions(plain)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -400,7 +407,8 @@ class Renderer:
         self.translator = translator
 
     def text(self, msg: Msg, lang: str) -> str:
-        return self.translator.render(msg, lang)
+        """Plain text (labels, placeholders): user parts cleaned, never markdown-escaped."""
+        return self.translator.render(msg, lang, clean)
 
     def render(self, reply: Reply, lang: str, *, answer_button: bool = False) -> list[Outgoing]:
         """Messages for ``reply``; components and the file ride on the last one."""
@@ -887,21 +895,27 @@ class DiscordAdapter:
     # slash commands -----------------------------------------------------------------------
 
     def slash_commands(self) -> list[app_commands.Command[Any, ..., None]]:
+        """One slash command per dispatcher command. Moderator and admin commands carry
+        ``default_member_permissions`` (:data:`STAFF_PERMISSIONS`) and are guild-only, so
+        members do not see them (a server admin may still grant them to a role); the
+        dispatcher checks the role and the channel of every use anyway."""
         infos = list(self.app.dispatcher.command_list(Role.ADMIN))
         out: list[app_commands.Command[Any, ..., None]] = []
         names = {i.name for i in infos}
-        described = [(i.name, i.description) for i in infos]
+        described = [(i.name, i.description, i.role) for i in infos]
         if UPLOAD_COMMAND not in names:
-            described.append((UPLOAD_COMMAND, T_UPLOAD))
-        for name, description in described:
+            described.append((UPLOAD_COMMAND, T_UPLOAD, Role.WORKER))
+        for name, description, role in described:
             options = OPTIONS.get(name, ())
-            out.append(
-                app_commands.Command(
-                    name=locale_str(name),
-                    description=locale_str(_clip(description, MAX_DESCRIPTION)),
-                    callback=_make_callback(self, name, options),
-                )
+            command: app_commands.Command[Any, ..., None] = app_commands.Command(
+                name=locale_str(name),
+                description=locale_str(_clip(description, MAX_DESCRIPTION)),
+                callback=_make_callback(self, name, options),
             )
+            if role.at_least(Role.MODERATOR):
+                command.default_permissions = STAFF_PERMISSIONS
+                command.guild_only = True
+            out.append(command)
         return out
 
     # incoming -------------------------------------------------------------------------------

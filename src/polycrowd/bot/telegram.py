@@ -64,6 +64,7 @@ from telegram.ext import (
     TypeHandler,
 )
 
+from polycrowd.bot.escaping import clean, telegram_html
 from polycrowd.bot.outbound import (
     AiohttpRequest,
     OutboundLimits,
@@ -529,7 +530,7 @@ class TelegramAdapter:
             if alert is not None:
                 replies = [r for r in replies if r is not alert]
                 lang = alert.lang or await self._lang_of(event)
-                text = self.translator.render_all(alert.parts, lang)
+                text = self.translator.render_all(alert.parts, lang, clean)
             answered = True
             # the answer (which stops the button's spinner) and the edits travel side by side
             answer = asyncio.create_task(self._answer(query, text))
@@ -591,7 +592,7 @@ class TelegramAdapter:
     def render(
         self, reply: Reply, lang: str, chat_id: int | str, edit_of: int | None = None
     ) -> Outgoing:
-        text = self.translator.render_all(reply.parts, lang, escape=html.escape)
+        text = self.translator.render_all(reply.parts, lang, escape=telegram_html)
         return Outgoing(
             chat_id=chat_id,
             text=text,
@@ -609,7 +610,10 @@ class TelegramAdapter:
         return {
             "inline_keyboard": [
                 [
-                    {"text": render(b.label, lang), "callback_data": check_callback_data(b.data)}
+                    {
+                        "text": render(b.label, lang, clean),
+                        "callback_data": check_callback_data(b.data),
+                    }
                     for b in row
                 ]
                 for row in rows

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from polycrowd.engine.core import EngineError, SubmitResult
+from polycrowd.engine.core import SubmitResult
+from polycrowd.engine.errors import Forbidden
 from polycrowd.engine.services.digests import ModeratorDigest, WorkerDigest
 from polycrowd.engine.services.feedback import LOGIN_TTL
 from polycrowd.engine.types import Role, Task
@@ -133,7 +134,7 @@ def question_card(qid: int, task: Task, text: str) -> Reply:
 async def _may_answer(ctx: Context, project_id: int) -> None:
     project = await ctx.engine.get_project(project_id)
     if project.owner_id != ctx.user.id and not ctx.user.role.at_least(Role.MODERATOR):
-        raise EngineError(N_("Project %(id)s is not yours."), id=project_id)
+        raise Forbidden(N_("Project %(id)s is not yours."), id=project_id)
 
 
 async def answer(ctx: Context, event: Event) -> list[Reply]:

@@ -11,7 +11,8 @@ import json
 from typing import TYPE_CHECKING
 
 from polycrowd.engine.core import EngineError, Flag
-from polycrowd.engine.types import Role
+from polycrowd.engine.errors import Forbidden
+from polycrowd.engine.types import Role, User
 from polycrowd.handlers.types import Button, Event, Reply
 from polycrowd.handlers.worker import money
 from polycrowd.i18n import N_, Msg
@@ -32,19 +33,33 @@ FLAG_TITLES = {
 
 
 def register(d: Dispatcher) -> None:
-    d.command("review", N_("Flagged answers and workers"), Role.MODERATOR)(review)
-    d.command("payouts", N_("Payouts waiting for approval"), Role.MODERATOR)(payouts)
-    d.command("audit", N_("Verify the ledger"), Role.MODERATOR)(audit)
-    d.command("grant", N_("Give a user a role: /grant USER ROLE"), Role.MODERATOR)(grant)
-    d.command("block", N_("Block a user: /block USER reason"), Role.MODERATOR)(block)
-    d.command("unblock", N_("Unblock a user: /unblock USER"), Role.MODERATOR)(unblock)
-    d.button("mod")(mod_button)
+    mod = Role.MODERATOR
+    d.command("review", N_("Flagged answers and workers"), mod, admin_chat=True)(review)
+    d.command("payouts", N_("Payouts waiting for approval"), mod, admin_chat=True)(payouts)
+    d.command("audit", N_("Verify the ledger"), mod, admin_chat=True)(audit)
+    d.command("grant", N_("Give a user a role: /grant USER ROLE"), mod, admin_chat=True)(grant)
+    d.command("block", N_("Block a user: /block USER reason"), mod, admin_chat=True)(block)
+    d.command("unblock", N_("Unblock a user: /unblock USER"), mod, admin_chat=True)(unblock)
+    d.button("mod", mod, admin_chat=True)(mod_button)
 
 
 def _admin_only(ctx: Context, event: Event) -> None:
-    if not event.is_admin_chat:
-        raise EngineError(N_("Use this in the moderators' chat."))
+    """The router checks this before any moderator command or card button runs; checked
+    again here so that a handler called some other way cannot skip it."""
     ctx.require(Role.MODERATOR)
+    if not event.is_admin_chat:
+        raise Forbidden(N_("Use this in the moderators' chat."))
+
+
+def _may_manage(ctx: Context, target: User, role: Role | None = None) -> None:
+    """Moderators manage workers and requesters; only an admin changes a moderator's or an
+    admin's account or makes someone a moderator. Nobody blocks or demotes themselves."""
+    if ctx.user.role is Role.ADMIN and target.id != ctx.user.id:
+        return
+    if target.id == ctx.user.id or target.role.at_least(Role.MODERATOR):
+        raise Forbidden(N_("Only admins can do that."))
+    if role is not None and role.at_least(Role.MODERATOR):
+        raise Forbidden(N_("Only admins can do that."))
 
 
 def flag_card(flag: Flag) -> Reply:
@@ -130,19 +145,20 @@ async def audit(ctx: Context, event: Event) -> list[Reply]:
     return [ctx.text(N_("Ledger BROKEN: %(problem)s"), problem=report.problem_msg)]
 
 
-async def _target(ctx: Context, ref: str) -> int:
+async def _target(ctx: Context, ref: str) -> User:
     user = await ctx.engine.find_user(ref)
     if user is None:
         raise EngineError(N_("Nothing found with that id."))
-    return user.id
+    return user
 
 
 async def grant(ctx: Context, event: Event) -> list[Reply]:
     _admin_only(ctx, event)
     if len(event.args) != 2 or event.args[1] not in {r.value for r in Role}:
         return [ctx.text(N_("Usage: /grant USER worker|requester|moderator|admin"))]
-    uid = await _target(ctx, event.args[0])
-    user = await ctx.engine.set_role(ctx.user.id, uid, Role(event.args[1]))
+    target, role = await _target(ctx, event.args[0]), Role(event.args[1])
+    _may_manage(ctx, target, role)
+    user = await ctx.engine.set_role(ctx.user.id, target.id, role)
     return [
         ctx.text(N_("User %(user)s is now %(role)s."), user=user.pseudonym, role=user.role.value)
     ]
@@ -152,9 +168,10 @@ async def block(ctx: Context, event: Event) -> list[Reply]:
     _admin_only(ctx, event)
     if not event.args:
         return [ctx.text(N_("Usage: /block USER reason"))]
-    uid = await _target(ctx, event.args[0])
-    reason = " ".join(event.args[1:]) or "fraud"
-    user = await ctx.engine.set_status(ctx.user.id, uid, "blocked", reason)
+    target = await _target(ctx, event.args[0])
+    _may_manage(ctx, target)
+    reason = " ".join(event.args[1:])[:200] or "fraud"
+    user = await ctx.engine.set_status(ctx.user.id, target.id, "blocked", reason)
     return [ctx.text(N_("User %(user)s is blocked."), user=user.pseudonym)]
 
 
@@ -162,8 +179,9 @@ async def unblock(ctx: Context, event: Event) -> list[Reply]:
     _admin_only(ctx, event)
     if not event.args:
         return [ctx.text(N_("Usage: /unblock USER"))]
-    uid = await _target(ctx, event.args[0])
-    user = await ctx.engine.set_status(ctx.user.id, uid, "active")
+    target = await _target(ctx, event.args[0])
+    _may_manage(ctx, target)
+    user = await ctx.engine.set_status(ctx.user.id, target.id, "active")
     return [ctx.text(N_("User %(user)s is active again."), user=user.pseudonym)]
 
 
@@ -181,9 +199,11 @@ async def mod_button(ctx: Context, event: Event) -> list[Reply]:
         await e.decide_appeal(ctx.user.id, target, uphold=action == "au")
         msg = Msg(N_("Appeal on answer %(id)s decided."), {"id": target})
     elif action == "ub":
+        _may_manage(ctx, await e.get_user(target))
         user = await e.set_status(ctx.user.id, target, "blocked", "fraud")
         msg = Msg(N_("User %(user)s is blocked."), {"user": user.pseudonym})
     elif action == "uu":
+        _may_manage(ctx, await e.get_user(target))
         user = await e.set_status(ctx.user.id, target, "active")
         msg = Msg(N_("User %(user)s is active again."), {"user": user.pseudonym})
     elif action == "fd":

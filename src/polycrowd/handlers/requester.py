@@ -28,8 +28,8 @@ def register(d: Dispatcher) -> None:
     d.command("pause", N_("Pause a project"), Role.REQUESTER)(pause)
     d.command("status", N_("Progress, agreement and spend"), Role.REQUESTER)(status)
     d.command("export", N_("Download the results"), Role.REQUESTER)(export)
-    d.button("np")(newproject_type)
-    d.button("pl")(launch_button)
+    d.button("np", Role.REQUESTER)(newproject_type)
+    d.button("pl", Role.REQUESTER)(launch_button)
     d.text_handlers.insert(0, conversation_text)
     d.document_handler = document
 
