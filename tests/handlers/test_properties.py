@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from polycrowd.bot.memory import ChatMessage, MemoryUser
 from polycrowd.bot.telegram import parse_command
+from polycrowd.handlers.flood import FloodControl
 
 from .conftest import World
 
@@ -39,6 +40,8 @@ ARGS = st.lists(st.one_of(PIECES, st.text(min_size=1, max_size=8)), max_size=3)
 async def _ready(world: World) -> tuple[MemoryUser, ...]:
     """Once per test: a live project, a worker holding a task."""
     worker = MemoryUser("100", "worker0", "en")
+    # flood control has its own tests; here every one of the many events must reach a handler
+    world.app.dispatcher.flood = FloodControl(1.0, 0, world.app.engine.clock)
     if not await world.app.engine.projects():
         await world.live_project()
         await world.chat.command(worker, "/start")

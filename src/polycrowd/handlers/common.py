@@ -288,11 +288,16 @@ def yes_no(yes_data: str, no_data: str) -> tuple[tuple[Button, ...], ...]:
     return ((Button(Msg(N_("Yes")), yes_data), Button(Msg(N_("No")), no_data)),)
 
 
+MAX_ID = 2**63 - 1  # the stores' integer range: a larger "id" names nothing
+
+
 def parse_int(value: str) -> int | None:
+    """An id or count typed or pressed by a user; None when it is not one the stores hold."""
     try:
-        return int(value)
+        n = int(value)
     except ValueError:
         return None
+    return n if -MAX_ID <= n <= MAX_ID else None
 
 
 def _base_language(code: str) -> str:

@@ -11,6 +11,7 @@ from polycrowd.engine import images
 from polycrowd.engine.core import SubmitResult
 from polycrowd.engine.tasktypes import Buttons, spec_of
 from polycrowd.engine.types import Role, Task, TaskType
+from polycrowd.handlers.common import parse_int
 from polycrowd.handlers.types import Button, Document, Event, Photo, Reply
 from polycrowd.i18n import N_, Msg
 
@@ -282,10 +283,7 @@ async def skip_button(ctx: Context, event: Event) -> list[Reply]:
 
 def _int_part(data: str, index: int) -> int | None:
     parts = data.split(":")
-    try:
-        return int(parts[index])
-    except (IndexError, ValueError):
-        return None
+    return parse_int(parts[index]) if index < len(parts) else None
 
 
 async def _owned_task(ctx: Context, aid: int | None) -> Task | None:
