@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+from typing import Any
+
+import pytest
 
 from .conftest import World
 
@@ -45,6 +50,38 @@ async def test_redelivered_update_is_ignored(world: World) -> None:
     await world.chat.press(ann, task.button("dog"), task.id)
     assert await world.chat.redeliver(world.chat.last_event) == []
     assert (await world.app.engine.find_user("memory:101")).balance == 5  # type: ignore[union-attr]
+
+
+async def test_an_update_whose_handling_died_is_handled_on_redelivery(world: World) -> None:
+    """A process killed half way through an update has not recorded it: the platform's
+    redelivery runs it again, and an answer that did commit is still credited once."""
+    await world.live_project()
+    ann = await world.worker(1)
+    [task] = await world.chat.command(ann, "/task")
+    world.clock.advance(5)
+    real = world.app.dispatcher.buttons["a"]
+    calls = {"n": 0}
+
+    async def dies_first(ctx: Any, event: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise asyncio.CancelledError  # killed before the answer's transaction
+        if calls["n"] == 2:
+            await real.handler(ctx, event)
+            raise asyncio.CancelledError  # killed after it committed, before the reply
+        return await real.handler(ctx, event)
+
+    world.app.dispatcher.buttons["a"] = dataclasses.replace(real, handler=dies_first)
+    with pytest.raises(asyncio.CancelledError):
+        await world.chat.press(ann, task.button("dog"), task.id)
+    event = world.chat.last_event
+    with pytest.raises(asyncio.CancelledError):
+        await world.chat.redeliver(event)  # handled this time, then killed again
+    again = await world.chat.redeliver(event)
+    assert again, "the third delivery gets an answer"
+    assert await world.chat.redeliver(event) == []  # handled to the end: now a duplicate
+    user = await world.app.engine.find_user("memory:101")
+    assert user is not None and user.balance == 5  # credited once
 
 
 async def test_languages_by_buttons_route_tasks(world: World) -> None:

@@ -424,6 +424,14 @@ class Engine:
         """Record a delivered update; True if it was seen before (a redelivery)."""
         return await self.maintenance.seen_update(platform, update_id)
 
+    async def update_handled(self, platform: str, update_id: str) -> bool:
+        """True when the update was handled to the end before: a redelivery to drop."""
+        return await self.maintenance.update_handled(platform, update_id)
+
+    async def mark_update_handled(self, platform: str, update_id: str) -> None:
+        """Record an update once its handling has committed."""
+        await self.maintenance.mark_update_handled(platform, update_id)
+
     async def token(self, user_id: int, action: str, payload: str) -> int:
         return await self.maintenance.token(user_id, action, payload)
 

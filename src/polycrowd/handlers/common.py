@@ -94,6 +94,7 @@ class Dispatcher:
         # (engine.conversation, engine.current_project): they survive a restart.
         # platform -> its admin chat; the app points this at its adapters (their own setting)
         self.admin_chat_of: Callable[[str], str] = self.admin_chat_from_settings
+        self._in_flight: set[tuple[str, str]] = set()  # updates being handled right now
         self.flood = FloodControl(
             settings.flood_rate,
             settings.flood_burst,
@@ -163,10 +164,30 @@ class Dispatcher:
         return Context(self.engine, self.settings, self.translator, user, lang, created, self)
 
     async def handle(self, event: Event) -> list[Reply]:
-        """Answer one event. Never raises: errors become a translated reply."""
-        if event.update_id and await self.engine.seen_update(event.platform, event.update_id):
-            log.info("ignoring redelivered update %s/%s", event.platform, event.update_id)
+        """Answer one event. Never raises: errors become a translated reply.
+
+        An update is recorded as handled only after its handling finished, so a process killed
+        half way handles the platform's redelivery again (every state change is idempotent: an
+        answered task cannot be answered twice); a redelivery of an update handled to the end,
+        or one still in flight here, is dropped."""
+        if not event.update_id:
+            return await self._handle(event)
+        key = (event.platform, event.update_id)
+        if key in self._in_flight or await self.engine.update_handled(*key):
+            log.info("ignoring redelivered update %s/%s", *key)
             return []
+        self._in_flight.add(key)
+        try:
+            replies = await self._handle(event)
+            try:
+                await self.engine.mark_update_handled(*key)
+            except Exception:
+                log.exception("cannot record update %s/%s as handled", *key)
+            return replies
+        finally:
+            self._in_flight.discard(key)
+
+    async def _handle(self, event: Event) -> list[Reply]:
         try:
             ctx = await self.context(event)
         except Exception:

@@ -52,6 +52,8 @@ API = {
     "scan_fraud": "project_id, min_common=15",
     "live_projects": "",
     "seen_update": "platform, update_id",
+    "update_handled": "platform, update_id",
+    "mark_update_handled": "platform, update_id",
     "token": "user_id, action, payload",
     "resolve_token": "token_id, user_id",
     "aggregate_project": "project_id, method='auto'",

@@ -41,6 +41,17 @@ class MaintenanceService:
             first = await tx.tokens.first_delivery(platform, update_id, self.ctx.clock())
         return not first
 
+    async def update_handled(self, platform: str, update_id: str) -> bool:
+        """True when this update was handled to the end before (a redelivery to drop)."""
+        async with self.ctx.db.read() as tx:
+            return await tx.tokens.delivered(platform, update_id)
+
+    async def mark_update_handled(self, platform: str, update_id: str) -> None:
+        """Record the update after its handling committed (a crash before this point makes
+        the platform's redelivery run it again; every state change is idempotent)."""
+        async with self.ctx.db.transaction() as tx:
+            await tx.tokens.first_delivery(platform, update_id, self.ctx.clock())
+
     async def token(self, user_id: int, action: str, payload: str) -> int:
         async with self.ctx.db.transaction() as tx:
             return await tx.tokens.create(user_id, action, payload, self.ctx.clock())

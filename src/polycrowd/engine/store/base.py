@@ -686,6 +686,9 @@ class TokenRepository(Protocol):
     async def first_delivery(self, platform: str, update_id: str, now: float) -> bool:
         """Record a delivered update; True the first time, False on a redelivery."""
 
+    async def delivered(self, platform: str, update_id: str) -> bool:
+        """True when the update has been recorded as handled."""
+
 
 class LinkRepository(Protocol):
     async def create(self, code: str, user_id: int, platform: str, expires_at: float) -> None: ...

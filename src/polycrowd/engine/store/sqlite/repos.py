@@ -1490,6 +1490,13 @@ class TokenRepo(_Repo):
         changed = await self.tx.value("SELECT changes()")
         return bool(n and changed)
 
+    async def delivered(self, platform: str, update_id: str) -> bool:
+        found = await self.tx.value(
+            "SELECT 1 FROM processed_updates WHERE platform = ? AND update_id = ?",
+            (platform, update_id),
+        )
+        return found is not None
+
 
 class LinkRepo(_Repo):
     async def create(self, code: str, user_id: int, platform: str, expires_at: float) -> None:
