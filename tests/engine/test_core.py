@@ -219,13 +219,17 @@ async def test_mydata_and_forget(engine: Engine, clock: FakeClock) -> None:
     assert task is not None
     clock.advance(5)
     await engine.submit(w, task.assignment.id, "yes")
+    await engine.set_leaderboard(w, True)
+    await engine.set_current_project(w, task.project.id)
     data = await engine.my_data(w)
     assert data["user"]["display_name"] == "w1"
     assert data["identities"][0]["external_id"] == "w1"
     assert len(data["answers"]) == 1 and len(data["ledger"]) == 1
+    assert data["state"] == {"current_project": task.project.id, "leaderboard": True}
     await engine.forget(w)
     after = await engine.my_data(w)
     assert after["identities"] == [] and after["user"]["display_name"] == ""
+    assert after["state"] == {} and not await engine.on_leaderboard(w)
     assert len(after["ledger"]) == 1  # money stays, under the pseudonym
     assert (await engine.audit()).ok
     assert await engine.find_user("memory:w1") is None

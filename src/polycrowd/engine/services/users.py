@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -194,8 +195,11 @@ class UsersService:
         """Everything stored about a user, as one JSON-ready dict (for /mydata)."""
         async with self.ctx.db.read() as tx:
             out = await tx.users.personal_data(user_id)
+            state = await tx.state.of_user(user_id)
         if out is None:
             raise NotFound(N_("Nothing found with that id."))
+        # a conversation in progress, the current project, the leaderboard choice
+        out["state"] = {key: _json_or_text(value) for key, value in state.items()}
         return out
 
     async def forget(self, user_id: int) -> None:
@@ -203,6 +207,7 @@ class UsersService:
         entries stay, both tied only to the user's pseudonym."""
         async with self.ctx.db.transaction() as tx:
             await tx.users.forget(user_id)
+            await tx.state.forget_user(user_id)
 
     # Linking platforms ---------------------------------------------------------------------
 
@@ -259,3 +264,10 @@ class UsersService:
 
 def _pseudonym() -> str:
     return "w-" + secrets.token_hex(5)
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

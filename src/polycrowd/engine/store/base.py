@@ -830,6 +830,12 @@ class StateRepository(Protocol):
     async def expire(self, key: str, before: float) -> int:
         """Delete the values of ``key`` last updated before ``before``; how many."""
 
+    async def of_user(self, user_id: int) -> dict[str, str]:
+        """Every stored value of the user, by key (for /mydata)."""
+
+    async def forget_user(self, user_id: int) -> int:
+        """Delete every stored value of the user (for /forgetme); how many."""
+
 
 class Session(Protocol):
     """A read-only session or a transaction: the repositories."""

@@ -1906,6 +1906,15 @@ class StateRepo(_Repo):
             "DELETE FROM user_state WHERE key = ? AND updated_at < ?", (key, before)
         )
 
+    async def of_user(self, user_id: int) -> dict[str, str]:
+        rows = await self.tx.all(
+            "SELECT key, value FROM user_state WHERE user_id = ? ORDER BY key", (user_id,)
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def forget_user(self, user_id: int) -> int:
+        return await self.tx.run("DELETE FROM user_state WHERE user_id = ?", (user_id,))
+
 
 async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
     """The store's invariants, counted (for the demo, the benchmarks and the tests)."""
