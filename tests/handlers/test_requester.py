@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
-from .conftest import World
+from .conftest import SPEC, World
 
 
 async def test_guided_newproject_then_upload_launch_status_export(world: World) -> None:
@@ -56,3 +57,14 @@ async def test_workers_cannot_upload(world: World) -> None:
     ann = await world.worker(1)
     [reply] = await world.chat.upload(ann, "items.csv", b"id,text\n1,a\n")
     assert "Only requesters can do that." in reply.text
+
+
+async def test_chat_uploads_obey_the_import_row_limit(world: World) -> None:
+    d = world.app.dispatcher
+    d.settings = dataclasses.replace(d.settings, max_import_rows=2)
+    await world.chat.upload(world.requester, "pets.yaml", SPEC.encode())
+    items = "id,text,lang\n1,a,en\n2,b,en\n3,c,en\n"
+    [refused] = await world.chat.upload(world.requester, "items.csv", items.encode())
+    assert "more than 2 items in one file" in refused.text
+    project = (await world.app.engine.projects())[0]
+    assert (await world.app.engine.status(project.id)).items == 0

@@ -6,7 +6,13 @@ import io
 from typing import TYPE_CHECKING
 
 from polycrowd.engine.core import Conversation, EngineError
-from polycrowd.engine.io import InputError, ItemsError, load_spec_text, parse_spec
+from polycrowd.engine.io import (
+    ImportLimits,
+    InputError,
+    ItemsError,
+    load_spec_text,
+    parse_spec,
+)
 from polycrowd.engine.types import Project, Role
 from polycrowd.handlers.types import Button, Document, Event, Reply
 from polycrowd.handlers.worker import money
@@ -196,7 +202,10 @@ async def document(ctx: Context, event: Event) -> list[Reply]:
         ]
     project = await _project_from(ctx, event)
     try:
-        report = await ctx.engine.import_items(project.id, doc.content, name=doc.filename)
+        limits = ImportLimits(ctx.settings.max_import_rows, ctx.settings.max_upload_bytes)
+        report = await ctx.engine.import_items(
+            project.id, doc.content, name=doc.filename, limits=limits
+        )
     except ItemsError as exc:
         lines = "\n".join(str(e) for e in exc.errors)
         return [
