@@ -15,6 +15,10 @@ precision with fp32 is printed on stderr):
   5 ms wait) while ``--concurrency`` clients (default 64, twice the batch, so that a full
   batch is always waiting) each send one check after another, ``--requests`` in all;
 * ``batch_speedup``: the ratio of the two;
+* ``raw_batch_speedup``: in the same rounds, the bare model's own ratio on the same texts
+  (sentences per second in padded batches of 32 over one text per forward pass, without
+  tokenising, bucketing or pooling): what batching is worth on this machine at that moment,
+  so that ``batch_speedup`` can be judged against it on a shared CPU;
 * ``p50_ms`` / ``p99_ms``: latency of a single ``check`` call through the batcher during
   that load (queueing included: with 64 clients a check waits for about one batch ahead
   of its own);
@@ -47,11 +51,16 @@ labels only, no text):
   its first third), garbage and filler replies, LLM boilerplate around a good answer
   (in the target language), a correct answer in a third language (wrong language), and a
   good answer submitted in 0.5 s (too fast). Items with an even index form the
-  calibration split: the similarity thresholds are calibrated on them
-  (``polycrowd.models.calibration``: at most 3 % of the good answers below
-  ``accept_above``, 0.5 % below ``reject_below``, per mode: paraphrase or translation);
-  ``--calibrate`` stores them for the model in ``src/polycrowd/models/thresholds.json``.
-  Only items with an odd index are reported.
+  calibration split: with ``--calibrate``, per mode (paraphrase or translation, and all),
+  a combiner (logistic regression over the pair features of
+  ``polycrowd.models.calibration.pair_features``: cosine, BERTScore-like token coverage,
+  lexical overlap) is fitted on the answers of the split that the rules pass, and the
+  thresholds are calibrated on out-of-fold combined scores (fitted on items 0, 4, 8...,
+  scored on 2, 6, 10... and back; at most 3 % of the good answers below ``accept_above``,
+  0.5 % below ``reject_below``); both are stored for the model in
+  ``src/polycrowd/models/thresholds.json`` (``--cosine-only``: thresholds on the cosine).
+  Without ``--calibrate`` the stored ones are used. Only items with an odd index (and the
+  English set below) are reported.
 * the English paraphrase set below (48 source sentences, each with two paraphrases, a
   wrong-fact answer, hand-made Spanish, French or Russian translations for 32 of them as
   wrong-language answers, and off-topic, copy, garbage, two-word, LLM-wrapped and 0.5 s
@@ -93,10 +102,14 @@ from polycrowd.models.batcher import MicroBatcher  # noqa: E402
 from polycrowd.models.bert import BertChecker, similarity_mode  # noqa: E402
 from polycrowd.models.calibration import (  # noqa: E402
     ALL,
+    FEATURES,
     THRESHOLDS_FILE,
     Calibration,
+    Combiner,
     calibrate,
+    fit_combiner,
     store_thresholds,
+    stored_combiners,
     stored_thresholds,
 )
 from polycrowd.models.checker import CompositeChecker  # noqa: E402
@@ -620,6 +633,7 @@ class Labelled:
     kind: str
     lang: str  # the language the answer must be in
     split: str  # "calibrate" or "report"
+    item: int = -1  # the index of its item in the ten-language set (-1: the English set)
 
 
 def _truncated(text: str, i: int) -> str:
@@ -656,7 +670,7 @@ def build_multilingual(path: Path, seed: int) -> list[Labelled]:
         ) -> None:
             secs = human_seconds(source, answer, rng) if seconds is None else seconds
             request = CheckRequest(1, "text", (), source, source_lang, answer, secs, lang)
-            out.append(Labelled(request, bad, kind, lang, split))  # noqa: B023
+            out.append(Labelled(request, bad, kind, lang, split, i))  # noqa: B023
 
         for li, lang in enumerate(langs):
             s, p, w = item[lang]
@@ -782,6 +796,50 @@ def model_scores(
     return [(lab, v.score) for lab, v in zip(judged, verdicts, strict=True)]
 
 
+def passes(model: BertChecker, rules: RulesChecker, lab: Labelled) -> bool:
+    """Whether the model judges ``lab`` (the rules accept it and the head applies)."""
+    request = lab.request
+    return rules.check_safe(request).decision is Decision.ACCEPT and model.applies(request)
+
+
+def fit_and_calibrate(
+    model: BertChecker, rules: RulesChecker, calibration: Sequence[Labelled], combine: bool
+) -> tuple[dict[str, Calibration], dict[str, Combiner]]:
+    """Per mode (all, paraphrase, translation): a combiner of the pair features fitted on
+    the calibration split's answers that the rules pass, and thresholds calibrated on
+    out-of-fold scores: the combiner fitted on items 0, 4, 8... scores items 2, 6, 10...
+    and the other way round, so no threshold is set on scores of answers the combiner
+    was fitted on. The stored combiner is then fitted on all of them. ``combine=False``:
+    thresholds on the plain cosine."""
+    judged = [lab for lab in calibration if passes(model, rules, lab)]
+    features = model.pair_features([lab.request for lab in judged], tokens=combine)
+    calibrations: dict[str, Calibration] = {}
+    combiners: dict[str, Combiner] = {}
+    for mode in (ALL, "paraphrase", "translation"):
+        rows = [k for k, lab in enumerate(judged) if mode in (ALL, similarity_mode(lab.request))]
+        if not any(not judged[k].bad for k in rows):
+            continue
+        if not combine:
+            scores_ = {k: features[k][0] for k in rows}
+        else:
+            scores_ = {}
+            for fold in (0, 1):
+                fit_rows = [k for k in rows if judged[k].item // 2 % 2 == fold]
+                other = [k for k in rows if judged[k].item // 2 % 2 != fold]
+                fitted = fit_combiner(
+                    [features[k] for k in fit_rows], [not judged[k].bad for k in fit_rows]
+                )
+                scores_.update({k: fitted.score(features[k]) for k in other})
+            combiners[mode] = fit_combiner(
+                [features[k] for k in rows], [not judged[k].bad for k in rows]
+            )
+            log(f"combiner, {mode}: {dict(zip(FEATURES, combiners[mode].weights, strict=True))}")
+        good = [x for k, x in scores_.items() if not judged[k].bad]
+        bad = [x for k, x in scores_.items() if judged[k].bad]
+        calibrations[mode] = calibrate(good, bad)
+    return calibrations, combiners
+
+
 def precision_agreement(model: BertChecker, requests: Sequence[CheckRequest]) -> str:
     """How far the model's reduced precision is from fp32 on ``requests`` (one line)."""
     if model.precision == "fp32":
@@ -836,26 +894,40 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     if model.device.startswith("cuda"):
         log(f"gpu: {torch.cuda.get_device_name()}")
 
-    # thresholds: calibrated on the calibration split, never on the answers reported
-    scored = await asyncio.to_thread(model_scores, model, rules, calibration)
-    judged = [lab for lab, _ in scored]
-    calibrations: dict[str, Calibration] = {}
-    for mode in (ALL, "paraphrase", "translation"):
-        chosen = [(lab, x) for lab, x in scored if mode in (ALL, similarity_mode(lab.request))]
-        good = [x for lab, x in chosen if not lab.bad]
-        bad = [x for lab, x in chosen if lab.bad]
-        if not good:
-            continue
-        cal = calibrations[mode] = calibrate(good, bad)
+    # thresholds (and the combiners whose scores they apply to): fitted and calibrated on
+    # the calibration split, never on the answers reported
+    if args.calibrate:
+        calibrations, combiners = await asyncio.to_thread(
+            fit_and_calibrate, model, rules, calibration, not args.cosine_only
+        )
+        judged = [lab for lab in calibration if passes(model, rules, lab)]
+    else:
+        scored = await asyncio.to_thread(model_scores, model, rules, calibration)
+        judged = [lab for lab, _ in scored]
+        calibrations, combiners = {}, {}
+        for mode in (ALL, "paraphrase", "translation"):
+            chosen = [(lab, x) for lab, x in scored if mode in (ALL, similarity_mode(lab.request))]
+            good = [x for lab, x in chosen if not lab.bad]
+            bad = [x for lab, x in chosen if lab.bad]
+            if good:
+                calibrations[mode] = calibrate(good, bad)
+    for mode, cal in calibrations.items():
         log(
-            f"calibration, {mode} ({len(good)} good, {len(bad)} bad answers the rules pass):"
+            f"calibration, {mode} ({cal.n_good} good, {cal.n_bad} bad answers the rules pass;"
+            f" {'combined score' if mode in combiners else 'cosine'}):"
             f" accept_above {cal.accept_above}, reject_below {cal.reject_below};"
             f" good flagged {cal.good_flagged:.3f}, bad caught {cal.bad_caught:.3f}"
         )
     if args.calibrate and calibrations:
-        source = f"bench/data/{LANGS_FILE.name}, even items, seed {args.seed}"
-        store_thresholds(model.calibration_key, "similarity", calibrations, source)
+        source = (
+            f"bench/data/{LANGS_FILE.name}, even items (combiners fitted on items 4k, scored"
+            f" on 4k+2 and back), seed {args.seed}"
+        )
+        store_thresholds(
+            model.calibration_key, "similarity", calibrations, source, combiners=combiners
+        )
         model.thresholds.update(stored_thresholds(model.calibration_key, "similarity") or {})
+        model.combiners = stored_combiners(model.calibration_key, "similarity")
         log(f"stored for {model.calibration_key!r} in {THRESHOLDS_FILE}")
     log(f"thresholds in use: {model.thresholds}")
     agreement = await asyncio.to_thread(
@@ -874,11 +946,35 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             model.predict([r])
         return n / (time.perf_counter() - t0)
 
+    def raw_run() -> tuple[float, float]:
+        """The bare model on the same texts, as a yardstick: sentences per second one
+        text per forward pass, and padded batches of 32 texts (no tokenising in the
+        timing, no bucketing, no pooling)."""
+        import torch
+
+        from polycrowd.models.bert import precision_context
+
+        texts = [model.prefix + t for r in requests[:32] for t in (r.item_text, r.answer)]
+        tok, net = model._tokenizer, model._model
+        singles = [tok([t], return_tensors="pt") for t in texts]
+        batches = [tok(texts[i : i + 32], padding=True, return_tensors="pt") for i in (0, 32)]
+        with torch.inference_mode(), precision_context(model.device, model.precision):
+            t0 = time.perf_counter()
+            for enc in singles:
+                net(**enc)
+            one = len(texts) / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for enc in batches:
+                net(**enc)
+            many = len(texts) / (time.perf_counter() - t0)
+        return one, many
+
     # Other processes share the CPU, so both measurements alternate over a few rounds and
     # the best round of each is reported (as timeit does); every round is on stderr.
     n_single = min(args.unbatched, len(requests))
-    unbatched = batched = 0.0
+    unbatched = batched = raw_one = raw_many = 0.0
     latencies: list[float] = []
+    await asyncio.to_thread(raw_run)  # warm-up
     async with MicroBatcher(model.predict, max_batch=args.max_batch, max_wait_ms=5.0) as batcher:
         await batched_load(batcher, requests, 128, args.concurrency)  # warm-up
         for round_ in range(1, args.rounds + 1):
@@ -894,6 +990,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                 f" mean batch {mean_batch:.1f}); p50 {percentile(lat, 50):.1f} ms,"
                 f" p99 {percentile(lat, 99):.1f} ms; load average {os.getloadavg()[0]:.2f}"
             )
+            one, many = await asyncio.to_thread(raw_run)
+            log(
+                f"round {round_}: raw model {one:.1f} sentences/s one by one, {many:.1f} in"
+                f" padded batches of 32 (x{many / one:.2f})"
+            )
+            raw_one, raw_many = max(raw_one, one), max(raw_many, many)
             unbatched = max(unbatched, single)
             if rate > batched:
                 batched, latencies = rate, lat
@@ -950,6 +1052,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "unbatched_per_second": round(unbatched, 1),
         "batched_per_second": round(batched, 1),
         "batch_speedup": round(batched / unbatched, 2),
+        "raw_batch_speedup": round(raw_many / raw_one, 2),
         "p50_ms": round(p50, 1),
         "p99_ms": round(p99, 1),
         "device": model.device,
@@ -978,6 +1081,11 @@ def main() -> None:
         "--calibrate",
         action="store_true",
         help="store the thresholds calibrated on the calibration split for this model",
+    )
+    parser.add_argument(
+        "--cosine-only",
+        action="store_true",
+        help="with --calibrate: thresholds on the plain cosine, no combiner",
     )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))

@@ -295,3 +295,55 @@ async def test_build_checker_embeds_through_the_batcher(encoder: Path) -> None:
     assert got is not None and len(got) == 2 and len(got[0]) == 32
     assert await checker.embed(["x"]) is None  # closed: no model any more
     assert await build_checker(None, None).embed(["x"]) is None  # rules only
+
+
+def test_stored_combiner_scores_unless_thresholds_are_given(
+    encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polycrowd.models import calibration
+
+    probe = BertChecker(encoder, "similarity", "cpu")
+    requests = [text(" ".join(WORDS[i : i + 4])) for i in range(5)]
+    features = probe.pair_features(requests)
+    assert all(len(f) == len(calibration.FEATURES) for f in features)
+    assert [f[0] for f in features] == pytest.approx([v.score for v in probe.predict(requests)])
+    # a combiner that only looks at the lexical overlap, with thresholds on its score
+    n = len(calibration.FEATURES)
+    lexical = calibration.FEATURES.index("lexical")
+    weights = tuple(4.0 if k == lexical else 0.0 for k in range(n))
+    combiner = calibration.Combiner(weights, 0.0, (0.5,) * n, (1.0,) * n)
+    cal = calibration.calibrate([0.5], [], max_flagged=0.0, max_rejected=0.0)
+    path = encoder.parent / "combined.json"
+    calibration.store_thresholds(
+        "tiny-c", "similarity", {"paraphrase": cal}, "test", path, {"paraphrase": combiner}
+    )
+    monkeypatch.setattr(calibration, "THRESHOLDS_FILE", path)
+    checker = BertChecker(encoder, "similarity", "cpu", name="tiny-c")
+    copy, other = text("the meeting moved to thursday"), text("pizza pizza pizza")
+    assert checker.combiner_for(copy) is not None
+    got = checker.predict([copy, other])
+    assert got[0].score == pytest.approx(combiner.score(checker.pair_features([copy])[0]))
+    assert got[0].score > 0.5 > got[1].score
+    assert [v.decision for v in got] == [Decision.ACCEPT, Decision.REJECT]
+    # a project's own thresholds are cosine thresholds: no combiner then
+    own = text("pizza pizza pizza", config={"accept_above": -1.0})
+    assert checker.combiner_for(own) is None
+    assert checker.predict([own])[0].decision is Decision.ACCEPT
+    given = BertChecker(encoder, "similarity", "cpu", name="tiny-c", thresholds={"x": 1.0})
+    assert given.combiner_for(copy) is not None  # an unrelated key changes nothing
+    cosine = BertChecker(
+        encoder, "similarity", "cpu", name="tiny-c", thresholds={"reject_below": 0.1}
+    )
+    assert cosine.combiner_for(copy) is None
+
+
+def test_padding_to_a_multiple_keeps_the_embeddings(encoder: Path) -> None:
+    checker = BertChecker(encoder, "similarity", "cpu")
+    checker.load()
+    texts = ["the meeting", "the meeting moved to thursday because manager travels"]
+    together = bert.encode(checker._model, checker._tokenizer, texts, "cpu", 64)
+    alone = [bert.encode(checker._model, checker._tokenizer, [t], "cpu", 64)[0] for t in texts]
+    assert together == pytest.approx(np.stack(alone), abs=1e-5)
+    padded = bert._pad([{"input_ids": [1, 2, 3]}], 0)
+    assert padded["input_ids"].shape == (1, bert.PAD_MULTIPLE)
+    assert bert._pad([{"input_ids": [1, 2, 3]}], 0, max_width=4)["input_ids"].shape == (1, 4)

@@ -4,8 +4,13 @@ Three heads, picked by the project's checker config ``head``:
 
 ``similarity``
     bi-encoder: mean-pool ``last_hidden_state`` over the attention mask, L2-normalise,
-    cosine between item text and answer (translations, paraphrases). At or above
-    ``accept_above`` -> accept, below ``reject_below`` -> reject, between -> review.
+    cosine between item text and answer (translations, paraphrases). Where the model's
+    calibration (thresholds.json) holds a combiner for the mode, the score is instead the
+    combiner's ``p(good)`` over the pair features (cosine, token coverage both ways,
+    lexical overlap; see :mod:`polycrowd.models.calibration`), which catches more changed
+    facts than the cosine alone. At or above ``accept_above`` -> accept, below
+    ``reject_below`` -> reject, between -> review. Thresholds given to the checker or in a
+    project's config are cosine thresholds.
 ``classifier``
     ``AutoModelForSequenceClassification``. Choice/image/multi tasks: the model predicts
     the label from the item text; disagreeing with the worker at ``review_confidence`` or
@@ -47,7 +52,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polycrowd.engine.checking import CheckRequest, Verdict
-from polycrowd.models.calibration import stored_thresholds
+from polycrowd.models.calibration import (
+    ALL,
+    Combiner,
+    pair_features,
+    stored_combiners,
+    stored_thresholds,
+)
 from polycrowd.models.rules import (
     R_CHECK_UNAVAILABLE,
     R_LOW_QUALITY,
@@ -63,6 +74,7 @@ from polycrowd.models.rules import (
     review,
     span_tokens,
 )
+from polycrowd.models.rules import similarity as lexical_similarity
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,9 +87,15 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # padded tokens per forward pass: small on CPU (padding costs real time there), large on GPU
 CPU_BATCH_TOKENS = 4096
 GPU_BATCH_TOKENS = 65536
-# what one forward call costs beyond its tokens, in padded tokens (measured on CPU: about
-# 5 ms per call against 6-7k tokens/s for MiniLM and e5-small, 2 threads)
-CALL_TOKENS = 32
+# what one forward call costs beyond its tokens, in padded tokens. Measured for e5-small
+# in bf16 on this project's 2-core CPUs (bench/checker.py): a 64-text check batch split into
+# four length groups (the old 32) ran at 1/6 of the speed of one padded call, two groups
+# (512) at 1/2: every new (batch, length) shape costs oneDNN a new kernel, and small calls
+# pay the per-layer overhead again. So a batch is split only when padding would waste a lot.
+CALL_TOKENS = 512
+# padded widths are rounded up to a multiple of this, so that the kernels made for one
+# shape serve the next batches too
+PAD_MULTIPLE = 8
 META_FILE = "polycrowd.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 _SHORT = {"similarity": "sim", "classifier": "clf", "tagger": "tag"}
@@ -216,11 +234,16 @@ def length_buckets(
     return groups[::-1]
 
 
-def _pad(features: Sequence[Mapping[str, Sequence[int]]], pad_id: int) -> dict[str, Any]:
-    """Right-pad already tokenised sequences into tensors (no second tokenisation)."""
+def _pad(
+    features: Sequence[Mapping[str, Sequence[int]]], pad_id: int, max_width: int | None = None
+) -> dict[str, Any]:
+    """Right-pad already tokenised sequences into tensors (no second tokenisation), to the
+    longest rounded up to :data:`PAD_MULTIPLE` (but not beyond ``max_width``)."""
     import torch
 
-    width = max(len(f["input_ids"]) for f in features)
+    longest = max(len(f["input_ids"]) for f in features)
+    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    width = max(longest, min(width, max_width or width))
     out: dict[str, Any] = {}
     for key in features[0]:
         fill = pad_id if key == "input_ids" else 0
@@ -249,7 +272,7 @@ def _batches(
     def chunks() -> Iterator[tuple[list[int], dict[str, Any]]]:
         for idx in length_buckets([len(x) for x in enc["input_ids"]], max_tokens):
             rows = [{k: col[i] for k, col in zip(keys, columns, strict=True)} for i in idx]
-            yield idx, _pad(rows, pad_id)
+            yield idx, _pad(rows, pad_id, max_length)
 
     return enc, chunks()
 
@@ -300,21 +323,50 @@ def encode(
 ) -> npt.NDArray[np.float32]:
     """Sentence embeddings (N, H), texts of similar length batched together; a text that
     occurs several times is encoded once."""
+
+    return encode_tokens(
+        model, tokenizer, texts, device, max_length, max_tokens, precision, skip=None
+    )[0]
+
+
+def encode_tokens(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    device: str,
+    max_length: int,
+    max_tokens: int = CPU_BATCH_TOKENS,
+    precision: str = "fp32",
+    *,
+    skip: int | None = 1,
+) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
+    """:func:`encode`, plus each text's unit contextual token embeddings (T_i, H) without
+    its first ``skip`` tokens (``<s>`` and a query prefix) and its last (``</s>``);
+    ``skip=None``: no token embeddings (an empty list)."""
     import numpy as np
     import torch
 
     unique = list(dict.fromkeys(texts))
     emb: npt.NDArray[np.float32] = np.zeros((len(unique), model.config.hidden_size), np.float32)
+    tokens: list[npt.NDArray[np.float32]] = [emb[:0]] * len(unique)
     _, chunks = _batches(tokenizer, (unique,), max_length, max_tokens)
     with torch.inference_mode(), precision_context(device, precision):
         for idx, enc in chunks:
             enc = {k: v.to(device) for k, v in enc.items()}
             hidden = model(**enc).last_hidden_state
             emb[idx] = mean_pool(hidden, enc["attention_mask"]).cpu().numpy()
+            if skip is None:
+                continue
+            unit = torch.nn.functional.normalize(hidden.float(), p=2, dim=-1).cpu().numpy()
+            counts = enc["attention_mask"].sum(dim=1).cpu().tolist()
+            for row, (i, n) in enumerate(zip(idx, counts, strict=True)):
+                lo = min(skip, max(int(n) - 2, 0))
+                tokens[i] = unit[row, lo : max(int(n) - 1, lo + 1)]
     if len(unique) == len(texts):
-        return emb
-    where = {t: i for i, t in enumerate(unique)}
-    return emb[[where[t] for t in texts]]
+        return emb, tokens if skip is not None else []
+    position = {t: i for i, t in enumerate(unique)}
+    where = [position[t] for t in texts]
+    return emb[where], [tokens[i] for i in where] if skip is not None else []
 
 
 def classify(
@@ -481,12 +533,20 @@ class BertChecker:
         self.languages = given & known if given and known else given or known
         # guessed defaults < the folder's own < calibrated (calibration.py) < given
         self.calibration_key = str(self.meta.get("version") or base or self.path.name)
+        stored = stored_thresholds(self.calibration_key, head) or {}
         self.thresholds: dict[str, float] = {
             **DEFAULTS[head],
             **_meta_thresholds(self.meta, head),
-            **(stored_thresholds(self.calibration_key, head) or {}),
+            **stored,
             **(thresholds or {}),
         }
+        # the stored thresholds of a mode apply to its combined score (calibration.py)
+        # unless thresholds given here or in a project's config replace them
+        self.combiners: dict[str, Combiner] = {}
+        if head == "similarity":
+            self.combiners = stored_combiners(self.calibration_key, head)
+        self._given_thresholds = frozenset(thresholds or ())
+        self._skip_tokens = 1
         self.prefix = str(self.meta.get("query_prefix") or "")
         self.device = ""
         self._version: str | None = None
@@ -558,6 +618,9 @@ class BertChecker:
             self.max_batch_tokens = GPU_BATCH_TOKENS
         self.precision = resolve_precision(device, self.requested_precision)
         _ = self.model_version
+        if self.prefix:  # <s> and the query prefix carry nothing of the text
+            prefix_ids = tokenizer(self.prefix.strip(), add_special_tokens=False)["input_ids"]
+            self._skip_tokens = 1 + len(prefix_ids)
         self._tokenizer, self._model, self.device = tokenizer, model, device
         log.info("checker model %s loaded on %s (%s)", self.model_version, device, self.precision)
 
@@ -663,10 +726,40 @@ class BertChecker:
                     return float(value)
         return DEFAULTS[self.head][key]
 
-    def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+    def combiner_for(self, req: CheckRequest) -> Combiner | None:
+        """The combiner whose score the thresholds for ``req`` apply to; ``None`` when they
+        apply to the plain cosine (no combiner stored, or thresholds given in the project's
+        config or to this checker)."""
+        if not self.combiners:
+            return None
+        mode = similarity_mode(req)
+        keys = {f"{mode}_{k}" for k in ("accept_above", "reject_below")}
+        keys |= {"accept_above", "reject_below"}
+        if keys & (self._given_thresholds | req.config.keys()):
+            return None
+        if f"{mode}_accept_above" in self.thresholds:
+            return self.combiners.get(mode)
+        return self.combiners.get(ALL)
+
+    def similarity_scores(self, requests: Sequence[CheckRequest]) -> list[float]:
+        """The similarity head's score of each request (blocking; loads the model): the
+        combined score where a combiner applies (:meth:`combiner_for`), else the cosine."""
+        self.load()
+        combiners = [self.combiner_for(r) for r in requests]
+        features = self.pair_features(requests, tokens=any(combiners))
+        return [
+            c.score(f) if c is not None else f[0] for c, f in zip(combiners, features, strict=True)
+        ]
+
+    def pair_features(
+        self, requests: Sequence[CheckRequest], *, tokens: bool = True
+    ) -> list[list[float]]:
+        """:func:`~polycrowd.models.calibration.pair_features` of each (item, answer) pair
+        (blocking; loads the model); ``tokens=False``: the cosine alone, in a list."""
+        self.load()
         texts = [self.prefix + r.item_text for r in requests]
         texts += [self.prefix + r.answer for r in requests]
-        emb = encode(
+        emb, toks = encode_tokens(
             self._model,
             self._tokenizer,
             texts,
@@ -674,11 +767,25 @@ class BertChecker:
             self.max_length,
             self.max_batch_tokens,
             self.precision,
+            skip=self._skip_tokens if tokens else None,
         )
         n = len(requests)
-        cosines = (emb[:n] * emb[n:]).sum(axis=1)
+        cosines = (emb[:n] * emb[n:]).sum(axis=1).tolist()
+        if not tokens:
+            return [[float(c)] for c in cosines]
+        return [
+            pair_features(
+                toks[i],
+                toks[n + i],
+                float(c),
+                lexical_similarity(r.item_text, r.answer),
+            )
+            for i, (r, c) in enumerate(zip(requests, cosines, strict=True))
+        ]
+
+    def _similarity(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         out = []
-        for req, cos in zip(requests, cosines.tolist(), strict=True):
+        for req, cos in zip(requests, self.similarity_scores(requests), strict=True):
             score = max(0.0, float(cos))
             mode = similarity_mode(req)
             if cos >= self._threshold(req, "accept_above", mode):

@@ -119,6 +119,11 @@ def stored_thresholds(model: str, head: str, path: Path | None = None) -> dict[s
     for mode, cal in entry.items():
         if not isinstance(cal, Mapping):
             continue
+        combiner = cal.get("combiner")
+        if combiner is not None and (
+            not isinstance(combiner, Mapping) or Combiner.from_json(combiner) is None
+        ):
+            continue  # calibrated on a score this code cannot compute: not for the cosine
         prefix = "" if mode == ALL else f"{mode}_"
         for key in _KEYS:
             value = cal.get(key)
@@ -127,21 +132,174 @@ def stored_thresholds(model: str, head: str, path: Path | None = None) -> dict[s
     return out or None
 
 
+def stored_combiners(model: str, head: str, path: Path | None = None) -> dict[str, Combiner]:
+    """Mode -> the :class:`Combiner` stored with that mode's thresholds (see
+    :func:`store_thresholds`); a mode without one (or with an unreadable one) is left
+    out, and its thresholds apply to the plain cosine."""
+    entry = read_store(path).get(model, {}).get(head)
+    if not isinstance(entry, Mapping):
+        return {}
+    out: dict[str, Combiner] = {}
+    for mode, cal in entry.items():
+        data = cal.get("combiner") if isinstance(cal, Mapping) else None
+        combiner = Combiner.from_json(data) if isinstance(data, Mapping) else None
+        if combiner is not None:
+            out[str(mode)] = combiner
+    return out
+
+
 def store_thresholds(
     model: str,
     head: str,
     calibrations: Mapping[str, Calibration],
     source: str,
     path: Path | None = None,
+    combiners: Mapping[str, Combiner] | None = None,
 ) -> None:
     """Record ``calibrations`` (mode -> calibration; :data:`ALL` for the thresholds that
     apply to any answer) for (``model``, ``head``), replacing that head's entry and
-    keeping every other one."""
+    keeping every other one. ``combiners``: per mode, the :class:`Combiner` whose score
+    those thresholds were calibrated on (none: they apply to the cosine)."""
     data = read_store(path)
     entry: dict[str, Any] = {}
     for mode, cal in calibrations.items():
         values = {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(cal).items()}
         entry[mode] = {**values, "source": source}
+        combiner = (combiners or {}).get(mode)
+        if combiner is not None:
+            entry[mode]["combiner"] = combiner.to_json()
     data.setdefault(model, {})[head] = entry
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     (THRESHOLDS_FILE if path is None else path).write_text(text, encoding="utf-8")
+
+
+# -- the combined similarity score -----------------------------------------------------------
+#: what :func:`pair_features` measures of an (item, answer) pair, in this order
+FEATURES = (
+    "cosine",
+    "recall",
+    "precision",
+    "recall_p10",
+    "precision_p10",
+    "lexical",
+)
+
+
+def pair_features(
+    item_tokens: Any, answer_tokens: Any, cosine: float, lexical: float
+) -> list[float]:
+    """Scores of one (item, answer) pair, named by :data:`FEATURES`.
+
+    ``item_tokens`` and ``answer_tokens`` are the unit contextual token embeddings (rows)
+    of the two texts. Each item token is matched to its most similar answer token and
+    vice versa (as BERTScore does): ``recall`` is the mean over the item's tokens,
+    ``precision`` over the answer's, ``*_p10`` the 10th percentile, i.e. how well the
+    worst-covered words are covered. A changed fact (another day, the opposite verb) leaves
+    a few words without a counterpart while the sentence embedding hardly moves.
+    ``cosine`` is the sentence-embedding cosine, ``lexical`` the rules' character-trigram
+    similarity (a near-copy with a word changed scores high there, a paraphrase low).
+    (The answer's length relative to the item's, tried as a seventh feature, caught fewer
+    bad answers out of fold on bench/checker.py's calibration split.)
+    """
+    import numpy as np
+
+    s = np.asarray(item_tokens, dtype=np.float32)
+    a = np.asarray(answer_tokens, dtype=np.float32)
+    if s.size == 0 or a.size == 0:
+        return [cosine, 0.0, 0.0, 0.0, 0.0, lexical]
+    sim = s @ a.T
+    r, p = sim.max(axis=1), sim.max(axis=0)
+    return [
+        cosine,
+        float(r.mean()),
+        float(p.mean()),
+        float(np.percentile(r, 10)),
+        float(np.percentile(p, 10)),
+        lexical,
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Combiner:
+    """Logistic regression from :func:`pair_features` to ``p(good)``: standardised
+    features (``mean``, ``scale``), then ``weights`` and ``bias``."""
+
+    weights: tuple[float, ...]
+    bias: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    features: tuple[str, ...] = FEATURES
+
+    def score(self, features: Sequence[float]) -> float:
+        z = self.bias + sum(
+            w * (x - m) / s
+            for w, x, m, s in zip(self.weights, features, self.mean, self.scale, strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "weights": [round(w, 6) for w in self.weights],
+            "bias": round(self.bias, 6),
+            "mean": [round(m, 6) for m in self.mean],
+            "scale": [round(s, 6) for s in self.scale],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Combiner | None:
+        """``None`` when ``data`` is not a combiner over today's :data:`FEATURES`."""
+        try:
+            got = cls(
+                tuple(float(x) for x in data["weights"]),
+                float(data["bias"]),
+                tuple(float(x) for x in data["mean"]),
+                tuple(float(x) for x in data["scale"]),
+                tuple(str(x) for x in data["features"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        sizes = {len(got.weights), len(got.mean), len(got.scale)}
+        if got.features != FEATURES or sizes != {len(FEATURES)}:
+            return None
+        if not all(math.isfinite(x) for x in (*got.weights, got.bias, *got.mean, *got.scale)):
+            return None
+        return got if all(s > 0 for s in got.scale) else None
+
+
+def fit_combiner(
+    features: Sequence[Sequence[float]], good: Sequence[bool], *, l2: float = 1.0
+) -> Combiner:
+    """L2-regularised logistic regression (Newton's method) of ``good`` on ``features``.
+
+    Raises ``ValueError`` unless both classes are present and the features are finite.
+    """
+    import numpy as np
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(good, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != len(FEATURES):
+        raise ValueError(f"need one row of {len(FEATURES)} features per label")
+    if not np.isfinite(x).all() or y.min() == y.max():
+        raise ValueError("need finite features and both good and bad answers")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = np.c_[(x - mean) / scale, np.ones(len(x))]
+    w = np.zeros(z.shape[1])
+    penalty = np.full(z.shape[1], l2)
+    penalty[-1] = 0.0  # the bias is not shrunk
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -50, 50)))
+        grad = z.T @ (p - y) + penalty * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return Combiner(
+        tuple(float(v) for v in w[:-1]),
+        float(w[-1]),
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+    )
