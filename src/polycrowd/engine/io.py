@@ -476,7 +476,10 @@ EXPORT_FIELDS = (
 )
 
 
-def write_results(rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str) -> int:
+def write_results(
+    rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str, *, header: bool = True
+) -> int:
+    """Write export rows as CSV or JSONL; ``header=False`` appends to a CSV already begun."""
     n = 0
     if fmt == "jsonl":
         for row in rows:
@@ -486,7 +489,8 @@ def write_results(rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str) -> 
     if fmt != "csv":
         raise InputError(f"unknown export format '{fmt}': use csv or jsonl")
     writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), extrasaction="ignore")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for row in rows:
         flat = dict(row)
         flat["worker_answers"] = json.dumps(flat.get("worker_answers", []), ensure_ascii=False)
