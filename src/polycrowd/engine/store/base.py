@@ -861,4 +861,9 @@ class Store(Protocol):
 
     async def schema_version(self) -> int: ...
 
+    async def peers(self, group: str) -> int:
+        """Processes sharing ``group`` on this store, this one included (joins on first call).
+
+        The outbound queues divide a platform's overall budget by it."""
+
     async def close(self) -> None: ...

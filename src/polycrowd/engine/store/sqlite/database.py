@@ -373,6 +373,10 @@ class Database:
             raise StoreError("database is not open")
         return self._conn
 
+    async def peers(self, group: str) -> int:
+        """Processes sharing ``group``: one (a SQLite file is served by one process)."""
+        return 1
+
     async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
         """Call ``callback`` with every statement any of its connections runs (tests)."""
         for conn in (self.conn, *self._readers):
