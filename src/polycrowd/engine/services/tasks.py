@@ -99,7 +99,13 @@ class TasksService:
             return await load_task(tx, assignment_id)
 
     async def submit(
-        self, user_id: int, assignment_id: int, payload: str, seconds: float | None = None
+        self,
+        user_id: int,
+        assignment_id: int,
+        payload: str,
+        seconds: float | None = None,
+        *,
+        task: Task | None = None,
     ) -> SubmitResult:
         """Check an answer, then record it and credit the worker in one transaction.
 
@@ -107,8 +113,11 @@ class TasksService:
         state, so a redelivered or concurrent duplicate can never be credited twice.
         """
         now = self.ctx.clock()
+        if task is not None and task.assignment.id != assignment_id:
+            task = None
         async with self.ctx.db.read() as tx:
-            task = await load_task(tx, assignment_id)
+            if task is None:
+                task = await load_task(tx, assignment_id)
             if task is None or task.assignment.worker_id != user_id:
                 raise Forbidden(N_("This task is not yours."))
             recent = await tx.answers.recent_payloads(user_id, task.project.id)
