@@ -179,3 +179,30 @@ async def test_an_answer_holds_the_writer_for_few_statements(tmp_path: Path) -> 
     # 45 in all, 21 on the writer (it ran all 37 before the reader pool; 41 traced in all).
     assert len(every) / answers <= 45
     assert len(real_writer) / answers <= 21
+
+
+async def test_a_batch_still_commits_when_the_change_it_waited_for_is_cancelled(
+    sqlite_db: Database,
+) -> None:
+    db = sqlite_db
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as tx:
+            await tx.digests.mark("test", ["held"], 6.0)
+            await release.wait()
+
+    async def queued() -> None:
+        async with db.transaction() as tx:
+            await tx.digests.mark("test", ["never"], 7.0)
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(queued())
+    await asyncio.sleep(0)  # queued behind the holder, which will leave the batch open for it
+    release.set()
+    second.cancel()
+    await asyncio.wait_for(first, LIMIT)  # the batch closes without the cancelled change
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await _marks(db, ["held", "never"]) == {"held": 6.0, "never": None}

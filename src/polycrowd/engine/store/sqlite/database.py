@@ -15,7 +15,14 @@ import asyncio
 import contextvars
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -265,13 +272,21 @@ class Tx:
 class _Batch:
     """One group commit: the changes that share an outer transaction and its COMMIT."""
 
-    __slots__ = ("changes", "committed", "error", "savepoints")
+    __slots__ = ("changes", "committed", "done", "error", "savepoints")
 
     def __init__(self) -> None:
         self.changes = 0  # changes that joined (and did not fail)
         self.savepoints = 0
         self.committed = False
         self.error: BaseException | None = None
+        # resolved when the batch is closed: its changes wait on it, not on the lock
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.committed = True
+        self.error = self.error or error
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class Database:
@@ -394,8 +409,13 @@ class Database:
         self._queued += 1
         try:
             await self._lock.acquire()
-        finally:
+        except BaseException:
             self._queued -= 1
+            if self._queued == 0 and self._batch is not None and not self._lock.locked():
+                # We were the last one queued and the batch waits for us: close it.
+                self._spawn(self._flush(self._batch))
+            raise
+        self._queued -= 1
         try:
             conn = self.conn
             batch = self._batch
@@ -428,12 +448,8 @@ class Database:
                 await self._commit(self._batch)
             self._lock.release()
         if not batch.committed:
-            # Others are queued behind us and joined the batch; the last of them commits.
-            # Queue once more for the lock: by the time we hold it, the batch is closed.
-            flush = asyncio.ensure_future(self._flush(batch))
-            self._flushes.add(flush)
-            flush.add_done_callback(self._flushes.discard)
-            await asyncio.shield(flush)
+            # Others queued behind us join the batch; the last of them commits it.
+            await asyncio.shield(batch.done)
         if batch.error is not None:
             raise StoreError(f"the group commit failed: {batch.error}") from batch.error
         # Published outside the lock: a handler may start its own transaction.
@@ -446,9 +462,8 @@ class Database:
             return  # it ran no statement
         if not conn.in_transaction:
             if batch.changes:  # SQLite rolled the whole transaction back (e.g. disk full)
-                batch.error = StoreError("the transaction was rolled back by SQLite")
                 self._batch = None
-                batch.committed = True
+                batch.close(StoreError("the transaction was rolled back by SQLite"))
             return
         if tx.savepoint:
             await conn.execute(f"ROLLBACK TO {tx.savepoint}")
@@ -458,20 +473,27 @@ class Database:
 
     async def _commit(self, batch: _Batch) -> None:
         self._batch = None
+        error: BaseException | None = None
         try:
             if self.conn.in_transaction:
                 await self.conn.execute("COMMIT")
         except BaseException as exc:
-            batch.error = exc
+            error = exc
             if self.conn.in_transaction:
                 await self.conn.execute("ROLLBACK")
         finally:
-            batch.committed = True
+            batch.close(error)
 
     async def _flush(self, batch: _Batch) -> None:
         async with self._lock:
             if self._batch is batch:
                 await self._commit(batch)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background; close() waits for it."""
+        task = asyncio.ensure_future(work)
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
@@ -495,9 +517,7 @@ class Database:
             raise
         # The caller goes on at once; the snapshot ends (and the connection returns to the
         # pool) in the background.
-        release = asyncio.ensure_future(self._release_reader(tx))
-        self._flushes.add(release)
-        release.add_done_callback(self._flushes.discard)
+        self._spawn(self._release_reader(tx))
 
     async def _release_reader(self, tx: Tx) -> None:
         try:
