@@ -16,9 +16,9 @@ them, overlap 3) and ``--workers`` workers (one language each, every fourth two)
 - **import / export**: ``--io-items`` items imported into one project of a fresh database
   (``import_s``), then that project exported as CSV (``export_s``).
 
-``--db postgresql://...`` runs the load on an (empty) PostgreSQL database instead, and
-``--processes N`` (PostgreSQL only) splits the closed loop over N processes, each with its
-own engine and pool, reporting the summed ``answers_per_second``.
+``--store postgresql --db postgresql://...`` runs the load on an (empty) PostgreSQL database
+instead, and ``--processes N`` (PostgreSQL only) splits the closed loop over N processes,
+each with its own engine and pool, reporting the summed ``answers_per_second``.
 
 Last line: one JSON object with the keys above plus ``items, projects, langs, workers,
 cpu_ms_per_answer`` (the closed loop's CPU time, all threads, per answer: what the code
@@ -392,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--io-items", type=int, default=0, help="import/export this many items")
     ap.add_argument("--db-file", default="", help="SQLite file to build once and reuse")
     ap.add_argument("--db", default="", help="an empty postgresql:// database")
+    ap.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="",
+        help="postgresql: the --db URL, or POLYCROWD_DB (default: from --db)",
+    )
     ap.add_argument("--processes", type=int, default=1, help="closed-loop processes (PostgreSQL)")
     ap.add_argument(
         "--readers", type=int, default=-1, help="SQLite reader connections (default: the store's)"
@@ -399,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.db = args.db or args.db_file
+    if args.store == "postgresql":
+        args.db = args.db or os.environ.get("POLYCROWD_DB", "")
+        if not is_postgres(args.db):
+            ap.error("--store postgresql needs --db postgresql://... (or POLYCROWD_DB)")
     if args.db and not is_postgres(args.db):
         args.db = os.path.abspath(args.db)
     print(json.dumps(asyncio.run(run(args))))
