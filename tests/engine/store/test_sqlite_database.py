@@ -21,7 +21,7 @@ LIMIT = 30.0  # seconds: only ever reached if something deadlocks
 
 @pytest.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(tmp_path / "t.db")
+    db = await Database.open(tmp_path / "t.db", readers=2)
     yield db
     await db.close()
 
@@ -128,6 +128,16 @@ async def test_reads_run_beside_an_open_write_and_see_only_committed_state(
     assert await _marks(db, ["w"]) == {"w": 4.0}
 
 
+async def test_without_readers_reads_go_through_the_writer(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "noreaders.db", readers=0)
+    try:
+        async with db.transaction() as tx:
+            await tx.digests.mark("test", ["n"], 8.0)
+        assert await _marks(db, ["n"]) == {"n": 8.0}
+    finally:
+        await db.close()
+
+
 async def test_an_in_memory_database_reads_through_the_writer() -> None:
     db = await Database.open(":memory:")
     try:
@@ -143,7 +153,7 @@ async def test_an_answer_holds_the_writer_for_few_statements(tmp_path: Path) -> 
 
     The pick's inputs and the task are read on reader connections, so the single writer
     runs only the pick, the touch and the answer's own transaction."""
-    db = await Database.open(tmp_path / "count.db")
+    db = await Database.open(tmp_path / "count.db", readers=2)
     clock = FakeClock()
     engine = Engine(
         db,

@@ -131,8 +131,8 @@ class ResultsService:
         n = 0
         header = True
         async with aclosing(self.export_pages(project_id, page)) as pages:
-            async for page in pages:
-                n += await asyncio.to_thread(write_results, page, out, fmt, header=header)
+            async for chunk in pages:
+                n += await asyncio.to_thread(write_results, chunk, out, fmt, header=header)
                 header = False
         if header:  # no rows: the CSV still gets its header
             await asyncio.to_thread(write_results, [], out, fmt)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import sqlite3
 import time
 from collections.abc import (
@@ -269,6 +270,16 @@ class Tx:
             yield cur
 
 
+def default_readers() -> int:
+    """Reader connections when none are asked for: none on one or two cores, else up to 4.
+
+    Measured on 2 shared cores (bench/matching.py, 200 workers at once), every reader thread
+    cost throughput: each hop to a mostly idle reader thread waits to be scheduled, while
+    the writer's thread, always busy, takes the next statement at once. With cores to
+    spare, readers run beside the writer (SQLite releases the GIL)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 2))
+
+
 class _Batch:
     """One group commit: the changes that share an outer transaction and its COMMIT."""
 
@@ -299,17 +310,22 @@ class Database:
     once for all of them. No caller returns before the commit that holds its change, and its
     outbox events are published only after that commit (dropped if it fails).
 
-    Reads: :meth:`read` sessions run on their own connections (WAL lets readers run beside
-    the writer), each session one snapshot (a deferred ``BEGIN`` ... ``ROLLBACK``), so reads
-    never wait for the writer's lock. A read opened inside a transaction reuses that
-    transaction's connection (and sees its uncommitted changes) instead of deadlocking; a
-    transaction opened inside another raises :class:`StoreError`.
+    Reads: :meth:`read` sessions run on their own connections (``readers`` of them; see
+    :func:`default_readers`) beside the writer (WAL), each session one snapshot (a deferred
+    ``BEGIN`` ... ``ROLLBACK``), so reads never wait for the writer's lock; with no readers
+    they take the writer's lock and connection. A read opened inside a transaction reuses
+    that transaction's connection (and sees its uncommitted changes) instead of
+    deadlocking; a transaction opened inside another raises :class:`StoreError`.
     """
 
-    def __init__(self, path: str | Path, *, readers: int = 4, max_batch: int = 64) -> None:
+    def __init__(
+        self, path: str | Path, *, readers: int | None = None, max_batch: int = 64
+    ) -> None:
         self.path = str(path)
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        if readers is None:
+            readers = default_readers()
         self._readers_wanted = readers if self.path != ":memory:" else 0
         self._readers: list[aiosqlite.Connection] = []
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
@@ -323,7 +339,9 @@ class Database:
         )
 
     @classmethod
-    async def open(cls, path: str | Path, *, create: bool = True, readers: int = 4) -> Database:
+    async def open(
+        cls, path: str | Path, *, create: bool = True, readers: int | None = None
+    ) -> Database:
         db = cls(path, readers=readers)
         await db.connect(create=create)
         return db
@@ -502,7 +520,7 @@ class Database:
         if inside is not None:
             yield inside
             return
-        if not self._readers:  # an in-memory database has no other connection to read from
+        if not self._readers:  # in memory, or no readers wanted: read through the writer
             async with self._lock:
                 if self._batch is not None:
                     await self._commit(self._batch)
