@@ -13,7 +13,7 @@ import pytest
 from polycrowd.engine.core import Engine
 from polycrowd.engine.io import InputError, ItemsError, load_spec, load_spec_text, read_items
 
-from ..conftest import FakeClock, choice_spec
+from ..conftest import FakeClock, choice_spec, items_csv
 
 SPEC = """
 name: Sentiment
@@ -126,6 +126,32 @@ async def test_export_round_trip(engine: Engine, clock: FakeClock) -> None:
         assert all(r["label"] == "yes" for r in rows)
         assert len(answers) == 2 and answers[0]["answer"] == "yes"
         assert all(a["worker"].startswith("w-") for a in answers)
+
+
+async def test_export_streams_in_pages_that_add_up_to_the_whole(
+    engine: Engine, clock: FakeClock
+) -> None:
+    project = await engine.create_project(None, choice_spec(overlap=2, overlap_max=2))
+    await engine.import_items(project.id, items_csv(5), name="x.csv")
+    await engine.set_state(None, project.id, "live")
+    for n in range(3):
+        w, _ = await engine.user_for("memory", str(n), "w", "en")
+        while (task := await engine.next_task(w.id)) is not None:
+            clock.advance(5)
+            await engine.submit(w.id, task.assignment.id, "yes")
+    whole = await engine.export_rows(project.id)
+    pages = [p async for p in engine.results.export_pages(project.id, page=2)]
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [r for p in pages for r in p] == whole
+    assert sum(len(r["worker_answers"]) for r in whole) == 10  # 5 items x overlap 2
+    buf = io.StringIO()
+    assert await engine.results.export(project.id, buf, "csv", page=2) == 5
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 6 and lines.count(lines[0]) == 1  # one header, five rows
+    empty = await engine.create_project(None, choice_spec())
+    buf = io.StringIO()
+    assert await engine.export(empty.id, buf, "csv") == 0
+    assert buf.getvalue().startswith("item,")
 
 
 LABELLED = SPEC + "label_names:\n  es: {yes: sí, no: 'no', maybe: quizás}\n"

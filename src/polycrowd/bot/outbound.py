@@ -149,7 +149,17 @@ class OutboundQueue(BaseRateLimiter[int]):
     ``rate_limit_args`` (an int) overrides the number of retries for one call.
     """
 
-    __slots__ = ("_chats", "_clock", "_groups", "_overall", "_sleep", "_wire", "limits", "stats")
+    __slots__ = (
+        "_chats",
+        "_clock",
+        "_groups",
+        "_overall",
+        "_share",
+        "_sleep",
+        "_wire",
+        "limits",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -163,10 +173,30 @@ class OutboundQueue(BaseRateLimiter[int]):
         self._clock = clock
         self._sleep = sleep
         self._overall = _Slots(self.limits.overall_per_s, self.limits.overall_burst)
+        self._share = 1
         n = self.limits.max_in_flight
         self._wire: asyncio.Semaphore | None = asyncio.Semaphore(n) if n > 0 else None
         self._chats: dict[object, _Slots] = {}
         self._groups: dict[object, _Slots] = {}
+
+    @property
+    def share(self) -> int:
+        """Processes the overall budget is split between (1: this one has all of it)."""
+        return self._share
+
+    def set_share(self, processes: int) -> None:
+        """Use 1/``processes`` of the overall budget: that many processes send with this bot.
+
+        The per-chat and per-group budgets stay whole: updates of one chat go to one process
+        (one webhook listener per bot, or sticky routing by chat in front of several)."""
+        processes = max(1, processes)
+        if processes == self._share:
+            return
+        self._share = processes
+        lim = self.limits
+        overall = _Slots(lim.overall_per_s / processes, max(1.0, lim.overall_burst / processes))
+        overall.tat = self._overall.tat
+        self._overall = overall
 
     async def initialize(self) -> None:
         """Nothing to set up."""

@@ -262,6 +262,9 @@ def chat_ref(chat_id: str | int) -> int | str:
 # The adapter ----------------------------------------------------------------------------------
 
 
+SHARE_EVERY_S = 10.0  # how often a process recounts the processes sharing its bot
+
+
 class TelegramAdapter:
     """The Telegram platform: long polling (or a webhook), replies, proactive sends."""
 
@@ -299,6 +302,7 @@ class TelegramAdapter:
         self._last_alert: dict[str, float] = {}
         self._answered: dict[str, None] = {}  # recent callback query ids, oldest first
         self._requests: list[AiohttpRequest] = []
+        self._share_task: asyncio.Task[None] | None = None
 
     # -- lifecycle
 
@@ -375,6 +379,7 @@ class TelegramAdapter:
                     allowed_updates=list(ALLOWED_UPDATES),
                 )
                 log.info("telegram: long polling as @%s", self.username)
+            self._share_task = asyncio.create_task(self._share_budget(application.bot.id))
         except BaseException:
             with contextlib.suppress(Exception):
                 if application.running:
@@ -398,6 +403,11 @@ class TelegramAdapter:
         application = self._application
         if application is None:
             return
+        if self._share_task is not None:
+            self._share_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._share_task
+            self._share_task = None
         try:
             updater = application.updater
             if updater is not None and updater.running:
@@ -409,6 +419,22 @@ class TelegramAdapter:
         finally:
             self._application = None
             await application.shutdown()
+
+    async def _share_budget(self, bot_id: int) -> None:
+        """Keep this process's share of the bot's overall budget current: every process that
+        sends with this bot token on one PostgreSQL database holds a peer slot there, and
+        each uses 1/N of the 30 messages/s (:meth:`OutboundQueue.set_share`)."""
+        group = f"telegram:{bot_id}"
+        while True:
+            try:
+                n = await self.app.engine.db.peers(group)
+            except Exception:
+                log.warning("telegram: cannot count the processes sharing the bot", exc_info=True)
+            else:
+                if n != self.queue.share:
+                    log.info("telegram: %d processes share the bot's budget", n)
+                self.queue.set_share(n)
+            await asyncio.sleep(SHARE_EVERY_S)
 
     async def _set_commands(self, application: TgApplication) -> None:
         """The command menu: worker commands for everyone, moderation in the admin chat."""

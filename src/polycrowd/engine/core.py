@@ -287,10 +287,19 @@ class Engine:
         return await self.tasks.task(assignment_id)
 
     async def submit(
-        self, user_id: int, assignment_id: int, payload: str, seconds: float | None = None
+        self,
+        user_id: int,
+        assignment_id: int,
+        payload: str,
+        seconds: float | None = None,
+        *,
+        task: Task | None = None,
     ) -> SubmitResult:
-        """Check an answer, then record it and credit the worker in one transaction."""
-        return await self.tasks.submit(user_id, assignment_id, payload, seconds)
+        """Check an answer, then record it and credit the worker in one transaction.
+
+        ``task``: the assignment's task as the caller just loaded it (saves loading it again;
+        the transaction re-checks the assignment's state either way)."""
+        return await self.tasks.submit(user_id, assignment_id, payload, seconds, task=task)
 
     # Moderation ----------------------------------------------------------------------------
 

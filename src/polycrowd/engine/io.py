@@ -661,9 +661,12 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
-def write_results(rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str) -> int:
+def write_results(
+    rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str, *, header: bool = True
+) -> int:
     """Write export rows. JSONL keeps every value exact; CSV, meant for spreadsheets, defuses
-    text cells that start like a formula (:func:`csv_safe`), inside worker answers too."""
+    text cells that start like a formula (:func:`csv_safe`), inside worker answers too;
+    ``header=False`` appends to a CSV already begun."""
     n = 0
     if fmt == "jsonl":
         for row in rows:
@@ -673,7 +676,8 @@ def write_results(rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str) -> 
     if fmt != "csv":
         raise InputError(f"unknown export format '{fmt}': use csv or jsonl")
     writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), extrasaction="ignore")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for row in rows:
         flat = dict(row)
         flat["worker_answers"] = json.dumps(flat.get("worker_answers", []), ensure_ascii=False)

@@ -28,13 +28,16 @@ async def pick(
     platform: str = "",
     floor: float = NO_FLOOR,
     capped: Sequence[int] = (),
+    langs: Sequence[str] | None = None,
 ) -> int | None:
     """Claim the next item for ``worker_id``; return the new assignment id or None.
 
     ``floor`` and ``capped`` come from the model in the loop
     (:func:`polycrowd.engine.services.prelabels.pick_limits`): newcomers skip hard items,
-    a worker over a project's ``max_share`` skips that project."""
-    langs = await tx.languages.trusted(worker_id)
+    a worker over a project's ``max_share`` skips that project. ``langs``: the worker's
+    trusted languages, when the caller has read them already."""
+    if langs is None:
+        langs = await tx.languages.trusted(worker_id)
     if not langs:
         return None
     return await tx.assignments.pick(

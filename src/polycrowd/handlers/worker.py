@@ -332,7 +332,7 @@ async def text_answer(ctx: Context, event: Event) -> list[Reply]:
 
 
 async def submit(ctx: Context, event: Event, t: Task, payload: str) -> list[Reply]:
-    result = await ctx.engine.submit(ctx.user.id, t.assignment.id, payload)
+    result = await ctx.engine.submit(ctx.user.id, t.assignment.id, payload, task=t)
     if result.status == "duplicate":
         return [Reply.of(Msg(N_("You already answered this task.")), alert=True)]
     photo = await task_photo(t)

@@ -30,7 +30,7 @@ API = {
     "paused_projects": "user_id",
     "skip": "user_id, assignment_id",
     "task": "assignment_id",
-    "submit": "user_id, assignment_id, payload, seconds=None",
+    "submit": "user_id, assignment_id, payload, seconds=None, *, task=None",
     "open_flags": "limit=10",
     "moderate_answer": "actor_id, answer_id, accept, reason=''",
     "set_status": "actor_id, user_id, status, reason=''",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import IO, Any
 
 from polycrowd.engine.checking import embeddings
@@ -11,6 +13,7 @@ from polycrowd.engine.io import write_results
 from polycrowd.engine.results import aggregate_labels, text_medoid
 from polycrowd.engine.services.context import EngineContext, load_project
 from polycrowd.engine.tasktypes import spec_of
+from polycrowd.engine.types import RowLike
 
 
 class ResultsService:
@@ -104,36 +107,64 @@ class ResultsService:
             rows = await tx.items.training_examples(project_id, project.confidence_target)
         return [(text, str(label)) for text, label in rows if label]
 
-    async def export_rows(self, project_id: int) -> list[dict[str, Any]]:
+    async def export_pages(
+        self, project_id: int, page: int = 0
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The export's rows, a page of items (and their answers) at a time, in id order."""
+        size = page or EXPORT_PAGE
         async with self.ctx.db.read() as tx:
-            items = await tx.items.with_results(project_id)
-            answers = await tx.answers.for_export(project_id)
-        per_item: dict[int, list[dict[str, Any]]] = {}
-        for a in answers:
-            per_item.setdefault(int(a["item_id"]), []).append(
-                {
-                    "worker": a["pseudonym"],
-                    "answer": a["payload"],
-                    "status": a["status"],
-                    "checker_score": round(float(a["score"]), 4),
-                }
-            )
-        return [
-            {
-                "item": r["external_id"],
-                "lang": r["lang"],
-                "label": r["label"],
-                "confidence": None if r["confidence"] is None else round(r["confidence"], 4),
-                "agreement": None if r["agreement"] is None else round(r["agreement"], 4),
-                "method": r["method"],
-                "answers": r["answers"] or 0,
-                "model": r["model_version"],
-                "gold": r["gold"],
-                "worker_answers": per_item.get(int(r["id"]), []),
-            }
-            for r in items
-        ]
+            after = 0
+            while items := await tx.items.page_with_results(project_id, after, size):
+                first, after = int(items[0]["id"]), int(items[-1]["id"])
+                answers = await tx.answers.for_export_items(project_id, first, after)
+                yield _export_page(items, answers)
 
-    async def export(self, project_id: int, out: IO[str], fmt: str = "csv") -> int:
-        rows = await self.export_rows(project_id)
-        return await asyncio.to_thread(write_results, rows, out, fmt)
+    async def export_rows(self, project_id: int) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        async with aclosing(self.export_pages(project_id)) as pages:
+            async for page in pages:
+                rows += page
+        return rows
+
+    async def export(self, project_id: int, out: IO[str], fmt: str = "csv", page: int = 0) -> int:
+        """Stream the export into ``out``: one page (``page`` items) in memory at a time."""
+        n = 0
+        header = True
+        async with aclosing(self.export_pages(project_id, page)) as pages:
+            async for chunk in pages:
+                n += await asyncio.to_thread(write_results, chunk, out, fmt, header=header)
+                header = False
+        if header:  # no rows: the CSV still gets its header
+            await asyncio.to_thread(write_results, [], out, fmt)
+        return n
+
+
+EXPORT_PAGE = 5000  # items per page of a streamed export
+
+
+def _export_page(items: list[RowLike], answers: list[RowLike]) -> list[dict[str, Any]]:
+    per_item: dict[int, list[dict[str, Any]]] = {}
+    for a in answers:
+        per_item.setdefault(int(a["item_id"]), []).append(
+            {
+                "worker": a["pseudonym"],
+                "answer": a["payload"],
+                "status": a["status"],
+                "checker_score": round(float(a["score"]), 4),
+            }
+        )
+    return [
+        {
+            "item": r["external_id"],
+            "lang": r["lang"],
+            "label": r["label"],
+            "confidence": None if r["confidence"] is None else round(r["confidence"], 4),
+            "agreement": None if r["agreement"] is None else round(r["agreement"], 4),
+            "method": r["method"],
+            "answers": r["answers"] or 0,
+            "model": r["model_version"],
+            "gold": r["gold"],
+            "worker_answers": per_item.get(int(r["id"]), []),
+        }
+        for r in items
+    ]

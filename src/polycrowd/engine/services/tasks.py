@@ -34,12 +34,20 @@ class TasksService:
     async def next_task(
         self, user_id: int, *, chat_id: str = "", platform: str = "", project_id: int | None = None
     ) -> Task | None:
-        """The worker's open task, or a newly matched one; None when nothing fits."""
-        current = await self.current_task(user_id)
-        if current is not None:
-            return current
+        """The worker's open task, or a newly matched one; None when nothing fits.
+
+        What the pick depends on (status, gold policy, limits, languages) is read in a read
+        session, beside the writer; the write transaction holds only the pick itself (which
+        keeps overlap and "never twice" exact on its own) and the touch, and the new task is
+        loaded after the commit, so the single SQLite writer is held for two statements.
+        """
         now = self.ctx.clock()
-        async with self.ctx.db.transaction() as tx:
+        async with self.ctx.db.read() as tx:
+            aid = await tx.assignments.current(user_id, now)
+            if aid is not None:
+                current = await load_task(tx, aid)
+                if current is not None:
+                    return current
             user = await load_user(tx, user_id)
             if user.status != UserStatus.ACTIVE:
                 raise Forbidden(
@@ -48,8 +56,10 @@ class TasksService:
                 )
             want_gold = await self._want_gold(tx, user_id)
             floor, capped = await prelabels.pick_limits(tx, user_id)
+            langs = await tx.languages.trusted(user_id)
+        async with self.ctx.db.transaction() as wtx:
             aid = await matching.pick(
-                tx,
+                wtx,
                 user_id,
                 want_gold=want_gold,
                 project_id=project_id,
@@ -58,9 +68,13 @@ class TasksService:
                 now=now,
                 floor=floor,
                 capped=capped,
+                langs=langs,
             )
-            await tx.users.touch(user_id, now)
-            return None if aid is None else await load_task(tx, aid)
+            await wtx.users.touch(user_id, now)
+        if aid is None:
+            return None
+        async with self.ctx.db.read() as tx:
+            return await load_task(tx, aid)
 
     async def _want_gold(self, tx: Session, user_id: int) -> bool:
         policy = await tx.projects.gold_policy()
@@ -85,7 +99,13 @@ class TasksService:
             return await load_task(tx, assignment_id)
 
     async def submit(
-        self, user_id: int, assignment_id: int, payload: str, seconds: float | None = None
+        self,
+        user_id: int,
+        assignment_id: int,
+        payload: str,
+        seconds: float | None = None,
+        *,
+        task: Task | None = None,
     ) -> SubmitResult:
         """Check an answer, then record it and credit the worker in one transaction.
 
@@ -93,8 +113,11 @@ class TasksService:
         state, so a redelivered or concurrent duplicate can never be credited twice.
         """
         now = self.ctx.clock()
+        if task is not None and task.assignment.id != assignment_id:
+            task = None
         async with self.ctx.db.read() as tx:
-            task = await load_task(tx, assignment_id)
+            if task is None:
+                task = await load_task(tx, assignment_id)
             if task is None or task.assignment.worker_id != user_id:
                 raise Forbidden(N_("This task is not yours."))
             recent = await tx.answers.recent_payloads(user_id, task.project.id)

@@ -354,6 +354,9 @@ class ItemRepository(Protocol):
     async def with_results(self, project_id: int) -> list[RowLike]:
         """Real items of a project with their result, in id order (for the export)."""
 
+    async def page_with_results(self, project_id: int, after: int, limit: int) -> list[RowLike]:
+        """Like ``with_results``, one page: the next ``limit`` items with an id past ``after``."""
+
 
 class AssignmentRepository(Protocol):
     async def current(self, user_id: int, now: float) -> int | None: ...
@@ -459,6 +462,9 @@ class AnswerRepository(Protocol):
 
     async def for_export(self, project_id: int) -> list[RowLike]:
         """item_id, pseudonym, payload, status, score of a project's counted answers."""
+
+    async def for_export_items(self, project_id: int, first: int, last: int) -> list[RowLike]:
+        """Like ``for_export``, for the items with ids from ``first`` to ``last``."""
 
 
 class ResultRepository(Protocol):
@@ -899,5 +905,10 @@ class Store(Protocol):
     async def diagnostics(self, project_id: int | None = None) -> Diagnostics: ...
 
     async def schema_version(self) -> int: ...
+
+    async def peers(self, group: str) -> int:
+        """Processes sharing ``group`` on this store, this one included (joins on first call).
+
+        The outbound queues divide a platform's overall budget by it."""
 
     async def close(self) -> None: ...

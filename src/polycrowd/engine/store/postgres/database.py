@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -154,6 +155,7 @@ CREATE TABLE project_models (
     5: V5_USER_STATE,
 }
 MIGRATION_LOCK = 0x70C0_0001  # advisory lock key: one process migrates at a time
+MAX_PEERS = 256  # processes in one peers() group
 
 Row = Any  # asyncpg.Record (the driver ships no type information)
 
@@ -227,6 +229,9 @@ class PgDatabase:
         self._max_size = max_size
         self._connect = connect
         self._pool: asyncpg.Pool | None = None
+        # peers(): a connection of our own holding one advisory-lock slot per group joined
+        self._peer_conn: asyncpg.Connection | None = None
+        self._peer_slots: dict[str, int] = {}
 
     @classmethod
     async def open(cls, dsn: str, *, create: bool = True, **kw: Any) -> PgDatabase:
@@ -247,7 +252,40 @@ class PgDatabase:
             raise StoreError(f"cannot open database {redact_dsn(self.dsn)}: {exc}") from exc
         await self._migrate(create=create)
 
+    async def peers(self, group: str) -> int:
+        """Processes sharing ``group`` on this database, this one included.
+
+        Each process joins by taking one slot (``pg_try_advisory_lock(group key, slot)``) on
+        a connection of its own and holds it while it runs; a process that dies loses its
+        connection and so its slot. The count is how many slots are held. The outbound queue
+        divides a platform's overall budget by it, so N processes sending with one bot token
+        stay within the platform's limit together.
+        """
+        key = zlib.crc32(group.encode()) & 0x7FFFFFFF
+        if group not in self._peer_slots:
+            if self._peer_conn is None:
+                self._peer_conn = await asyncpg.connect(self.dsn, **self._connect)
+            for slot in range(MAX_PEERS):
+                if await self._peer_conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1::int, $2::int)", key, slot
+                ):
+                    self._peer_slots[group] = slot
+                    break
+            else:
+                raise StoreError(f"more than {MAX_PEERS} processes share {group}")
+        n = await self.pool.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objsubid = 2 AND classid = $1::int::oid"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            key,
+        )
+        return max(1, int(n))
+
     async def close(self) -> None:
+        if self._peer_conn is not None:
+            await self._peer_conn.close()  # gives the peer slots back
+            self._peer_conn = None
+            self._peer_slots.clear()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -424,14 +424,16 @@ class ProjectRepo(_Repo):
         return pid
 
     async def get(self, project_id: int) -> Project | None:
-        row = await self.tx.one("SELECT * FROM projects WHERE id = ?", (project_id,))
-        if row is None:
-            return None
-        langs = await self.tx.all(
-            "SELECT lang FROM project_languages WHERE project_id = ? ORDER BY rowid",
+        # One statement: the languages ride along as a JSON array, in insertion order.
+        row = await self.tx.one(
+            "SELECT p.*, (SELECT json_group_array(lang) FROM (SELECT lang"
+            " FROM project_languages WHERE project_id = p.id ORDER BY rowid)) AS langs_json"
+            " FROM projects p WHERE p.id = ?",
             (project_id,),
         )
-        return Project.from_row(row, tuple(r["lang"] for r in langs))
+        if row is None:
+            return None
+        return Project.from_row(row, tuple(json.loads(row["langs_json"])))
 
     async def ids(self, owner_id: int | None = None) -> list[int]:
         if owner_id is None:
@@ -583,6 +585,17 @@ class ItemRepo(_Repo):
                 " LEFT JOIN results r ON r.item_id = i.id"
                 " WHERE i.project_id = ? AND i.is_gold = 0 ORDER BY i.id",
                 (project_id,),
+            )
+        )
+
+    async def page_with_results(self, project_id: int, after: int, limit: int) -> list[RowLike]:
+        return list(
+            await self.tx.all(
+                "SELECT i.id, i.external_id, i.lang, i.gold, r.label, r.confidence,"
+                " r.agreement, r.method, r.answers, r.model_version FROM items i"
+                " LEFT JOIN results r ON r.item_id = i.id"
+                " WHERE i.project_id = ? AND i.is_gold = 0 AND i.id > ? ORDER BY i.id LIMIT ?",
+                (project_id, after, limit),
             )
         )
 
@@ -930,6 +943,17 @@ class AnswerRepo(_Repo):
                 " JOIN users u ON u.id = a.worker_id"
                 " WHERE a.project_id = ? AND a.status IN ('accepted', 'review') ORDER BY a.id",
                 (project_id,),
+            )
+        )
+
+    async def for_export_items(self, project_id: int, first: int, last: int) -> list[RowLike]:
+        return list(
+            await self.tx.all(
+                "SELECT a.item_id, u.pseudonym, a.payload, a.status, a.score FROM answers a"
+                " JOIN users u ON u.id = a.worker_id"
+                " WHERE a.item_id BETWEEN ? AND ? AND a.project_id = ?"
+                " AND a.status IN ('accepted', 'review') ORDER BY a.id",
+                (first, last, project_id),
             )
         )
 
@@ -1313,7 +1337,7 @@ class LedgerRepo(_Repo):
 
     async def chain(self) -> AsyncIterator[RowLike]:
         """Every entry in sequence order, streamed."""
-        async with cast("Tx", self.tx).conn.execute(
+        async with cast("Tx", self.tx).cursor(
             "SELECT seq, ts, user_id, kind, amount, ref, memo, prev_hash, hash, mac"
             " FROM ledger ORDER BY seq"
         ) as cur:
