@@ -200,7 +200,7 @@ def test_backup_to_a_missing_folder_is_one_line(
     answered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _refused(
-        capsys, answered, ["backup", str(tmp_path / "nope" / "b.db")], "the folder does not exist"
+        capsys, answered, ["backup", str(tmp_path / "nope" / "b.db")], "no such folder"
     )
 
 
