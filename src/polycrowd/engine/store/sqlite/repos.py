@@ -497,6 +497,13 @@ class ItemRepo(_Repo):
         )
         return int(n or 0)
 
+    async def by_external(self, project_id: int, external_id: str) -> int | None:
+        item = await self.tx.value(
+            "SELECT id FROM items WHERE project_id = ? AND external_id = ?",
+            (project_id, external_id),
+        )
+        return None if item is None else int(item)
+
     async def insert_many(self, rows: Iterable[Sequence[Any]]) -> None:
         """(project_id, external_id, content, lang, gold, is_gold, target, created_at) rows.
 
