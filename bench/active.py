@@ -8,8 +8,9 @@ the real per-worker accuracies of the rte and product crowds against gold
 
 Baseline (polycrowd without the model): overlap 3 and Dawid-Skene on all those answers.
 Model in the loop: the same simulated answers (plus up to two more per item for hard
-items) replayed through the real engine (``polycrowd.replay``): frozen features (MiniLM
-sentence embeddings for BBC, pixels for digits) + logistic regression, temperature-scaled,
+items) replayed through the real engine (``polycrowd.replay``): frozen features (sentence
+embeddings of the checker's default encoder for BBC: multilingual e5-small where it is
+built, MiniLM otherwise; pixels for digits) + logistic regression, temperature-scaled,
 retrained as confident results arrive; items in uncertainty order; the model is one more
 voter with an earned confusion; ``model: {min_human_answers: 1}``.
 
