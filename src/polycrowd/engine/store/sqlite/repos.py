@@ -1112,7 +1112,11 @@ class PrelabelRepo(_Repo):
         ]
 
     async def plan(self, rows: Sequence[tuple[float, int, int]]) -> None:
-        await self.tx.many("UPDATE items SET priority = ?, target = ? WHERE id = ?", rows)
+        # never below the answers and live assignments it has: a re-plan must not leave an
+        # item over-assigned
+        await self.tx.many(
+            "UPDATE items SET priority = ?, target = MAX(?, filled) WHERE id = ?", rows
+        )
 
     async def close_by_model(
         self,
