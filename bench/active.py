@@ -8,14 +8,16 @@ the real per-worker accuracies of the rte and product crowds against gold
 
 Baseline (polycrowd without the model): overlap 3 and Dawid-Skene on all those answers.
 Model in the loop: the same simulated answers (plus up to two more per item for hard
-items) replayed through the real engine (``polycrowd.replay``): frozen features (MiniLM
-sentence embeddings for BBC, pixels for digits) + logistic regression, temperature-scaled,
+items) replayed through the real engine (``polycrowd.replay``): frozen features (sentence
+embeddings of the checker's default encoder for BBC: multilingual e5-small where it is
+built, MiniLM otherwise; pixels for digits) + logistic regression, temperature-scaled,
 retrained as confident results arrive; items in uncertainty order; the model is one more
 voter with an earned confusion; ``model: {min_human_answers: 1}``.
 
 Prints one JSON object {"bbc": {...}, "digits": {...}} (last line) and writes the learning
 curve (accuracy against human answers, with and without the model) to bench/out/active.png.
-``--quick`` runs on 400 items of each set.
+``--quick`` runs on 400 items of each set. ``--embeddings DIR`` caches the features of each
+set in DIR as ``<set>-<model>-<hash of the texts>.npy`` (computed once, reused by reruns).
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import json
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
@@ -111,10 +116,42 @@ def simulate(
     return out
 
 
-def run_set(name: str, quick: bool, accs: list[float], seed: int) -> tuple[dict[str, Any], Any]:
+Featurize = Callable[[Sequence[str]], npt.NDArray[np.float64]]
+
+
+def cached(
+    featurize: Featurize, texts: list[str], folder: Path | None, key: str
+) -> tuple[Featurize, float]:
+    """Features of ``texts`` computed once (or loaded from ``folder``), then looked up; a text
+    outside the set falls back to ``featurize``. Returns the lookup and the seconds spent."""
+    t0 = time.perf_counter()
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    path = None if folder is None else folder / f"{key}-{digest}.npy"
+    if path is not None and path.is_file():
+        feats = np.load(path)
+    else:
+        feats = np.asarray(featurize(texts), dtype=np.float64)
+        if path is not None:
+            folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+            np.save(path, feats)
+    table = {t: feats[k] for k, t in enumerate(texts)}
+
+    def lookup(batch: Sequence[str]) -> npt.NDArray[np.float64]:
+        missing = [t for t in batch if t not in table]
+        if missing:
+            table.update(zip(missing, np.asarray(featurize(missing)), strict=True))
+        return np.stack([table[t] for t in batch]) if batch else np.zeros((0, feats.shape[1]))
+
+    return lookup, time.perf_counter() - t0
+
+
+def run_set(
+    name: str, quick: bool, accs: list[float], seed: int, emb_dir: Path | None = None
+) -> tuple[dict[str, Any], Any]:
     from polycrowd.models import prelabel
 
     texts, truth, classes = bbc() if name == "bbc" else digits()
+    whole = texts if emb_dir is not None else None  # the cache holds the whole set
     rng = random.Random(seed)
     order = list(range(len(texts)))
     rng.shuffle(order)
@@ -128,14 +165,13 @@ def run_set(name: str, quick: bool, accs: list[float], seed: int) -> tuple[dict[
     base_answers = [(i, w, lab) for i, row in zip(ids, sims, strict=True) for w, lab in row[:3]]
     all_answers = [(i, w, lab) for i, row in zip(ids, sims, strict=True) for w, lab in row]
     baseline = accuracy(ds_labels(base_answers, classes), gold) or 0.0
-    predictor = (
-        prelabel.Prelabeler(prelabel.TextEncoder(max_length=128), name="minilm+lr", seed=seed)
-        if name == "bbc"
-        else prelabel.image_prelabeler(seed=seed)
-    )
-    t0 = time.perf_counter()
-    predictor.features(texts)  # embed once up front (the replay reuses the cache)
-    embed_s = time.perf_counter() - t0
+    if name == "bbc":
+        enc = prelabel.TextEncoder(max_length=128)
+        feats, embed_s = cached(enc, whole or texts, emb_dir, f"bbc-{enc.name}-128")
+        predictor = prelabel.Prelabeler(feats, name=f"{enc.name}+lr", seed=seed)
+    else:
+        feats, embed_s = cached(prelabel.pixel_features, whole or texts, emb_dir, "digits-pixels")
+        predictor = prelabel.Prelabeler(feats, name="pixels+lr", c=1.0, seed=seed)
     contents = dict(zip(ids, texts, strict=True))
     report = asyncio.run(
         replay(
@@ -211,6 +247,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="400 items per set")
     ap.add_argument("--only", choices=("bbc", "digits"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--embeddings",
+        type=Path,
+        metavar="DIR",
+        help="cache of the features per set (computed once, reused by reruns)",
+    )
     args = ap.parse_args()
     accs = worker_accuracies(data_dir())
     out: dict[str, Any] = {}
@@ -218,7 +260,7 @@ def main() -> None:
     for name in ("bbc", "digits"):
         if args.only and args.only != name:
             continue
-        out[name], curves[name] = run_set(name, args.quick, accs, args.seed)
+        out[name], curves[name] = run_set(name, args.quick, accs, args.seed, args.embeddings)
     plot(curves)
     print(json.dumps(out))
 

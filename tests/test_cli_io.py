@@ -199,9 +199,7 @@ def test_user_grant_still_creates_a_real_platform_user(
 def test_backup_to_a_missing_folder_is_one_line(
     answered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _refused(
-        capsys, answered, ["backup", str(tmp_path / "nope" / "b.db")], "no such folder"
-    )
+    _refused(capsys, answered, ["backup", str(tmp_path / "nope" / "b.db")], "no such folder")
 
 
 def test_a_huge_reward_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,8 @@ audited. The items are English; the demo tags them en/es/ru round robin so that 
 language is exercised. A second phase (:mod:`polycrowd.demo_text`) has other workers
 paraphrase and translate in Spanish, Arabic and Hindi, with good and bad replies, and
 reports per language how many bad replies the checker caught and good ones it accepted.
+A third (:mod:`polycrowd.demo_model`) puts the model in the loop on digit images: it
+pre-labels, people see only what it is unsure of, and the saving is reported.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 
 from polycrowd.bot.app import App, build_app
 from polycrowd.bot.memory import MemoryChat, MemoryUser
+from polycrowd.demo_model import model_phase
+from polycrowd.demo_model import summary_lines as model_lines
 from polycrowd.demo_text import summary_lines, text_phase
 from polycrowd.engine.checking import Checker
 from polycrowd.engine.io import InputError
@@ -297,6 +301,8 @@ async def _run(
     await chat.command(requester, f"/pause {rte_id}")  # labelling is over; text tasks next
     say("workers paraphrase and translate in three languages; the checker judges each reply")
     text = await text_phase(app, chat, requester, rng, clock)
+    say("the model pre-labels digit images; people label only what it is unsure of")
+    model = await model_phase(app, chat, requester, accs, rng, clock)
     say("aggregate, export and audit")
     project_id = (await app.engine.projects())[0].id
     agg = await app.engine.aggregate_project(project_id)
@@ -322,6 +328,7 @@ async def _run(
         "ledger_ok": report.ok,
         "flags": stats.pop("flags"),
         **text,
+        **model,
     }
 
 
@@ -373,6 +380,7 @@ def summary(result: dict[str, Any]) -> str:
             f" {r['text_rejections']} rejected by the checker"
             f" ({', '.join(r['checker_versions'])})",
             *summary_lines(r),
+            *model_lines(r),
             f"  credits {r['credits_total'] / 100:.2f} in {r['ledger_entries']} ledger entries, "
             f"audit {'OK' if r['ledger_ok'] else 'FAILED'}",
             f"  {r['seconds']:.1f} s",

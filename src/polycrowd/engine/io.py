@@ -85,6 +85,9 @@ class ProjectSpec:
     # model in the loop (engine/services/prelabels.py): {min_human_answers: N, retrain_every: M}
     model: Mapping[str, Any] = field(default_factory=dict)
     max_share: float = 1.0
+    # create-then-verify on text projects (engine/services/verify.py): {overlap: N, reward: M};
+    # the engine adds {project: id} (the verify project) and marks that one {of: id}
+    verify: Mapping[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,7 @@ class ProjectSpec:
             "label_names": {lang: dict(names) for lang, names in self.label_names.items()},
             "model": dict(self.model) or None,
             "max_share": self.max_share,
+            "verify": dict(self.verify) or None,
         }
 
 
@@ -306,6 +310,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
         raise InputError(f"{source}: 'model' must be a mapping with min_human_answers")
     for key, lo_n in (("min_human_answers", 0), ("retrain_every", 1)):
         _int(model, key, max(lo_n, 1), lo_n, 1_000_000)
+    verify = _verify(data.get("verify"), task_type, source)
     reward = data.get("reward", 0)
     if isinstance(reward, bool) or not isinstance(reward, int) or reward < 0:
         raise InputError(f"{source}: 'reward' must be a whole number of minor units (cents)")
@@ -332,7 +337,35 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> ProjectSpec:
         label_names=label_names,
         model={str(k): int(v) for k, v in model.items()},
         max_share=_num(data, "max_share", 1.0, 0.01, 1.0),
+        verify=verify,
     )
+
+
+def _verify(raw: Any, task_type: TaskType, source: str) -> dict[str, int]:
+    """``verify: {overlap: 2, reward: 1}`` (text projects only): each accepted answer is
+    checked by ``overlap`` other workers (yes/no) before its credit is final."""
+    if raw in (None, {}, False):
+        return {}
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict) or set(raw) - {"overlap", "reward"}:
+        raise InputError(f"{source}: 'verify' must be a mapping with overlap (and reward)")
+    if not spec_of(task_type).verifiable:
+        raise InputError(f"{source}: 'verify' applies to text projects only")
+    out = {"overlap": _int(raw, "overlap", 2, 1, 9)}
+    if "reward" in raw:
+        reward = raw["reward"]
+        if (
+            isinstance(reward, bool)
+            or not isinstance(reward, int)
+            or not 0 <= reward <= MAX_REWARD
+        ):
+            raise InputError(
+                f"{source}: verify 'reward' must be a whole number of minor units,"
+                f" at most {MAX_REWARD}"
+            )
+        out["reward"] = reward
+    return out
 
 
 def _label_names(

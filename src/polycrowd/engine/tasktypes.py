@@ -60,6 +60,9 @@ class TaskTypeSpec:
     categorical: bool  # one label out of the label set: alpha and batch aggregation apply
     detects_language: bool  # accepted answers are language evidence for the worker
     checker_head: CheckerHead = CheckerHead.SIMILARITY
+    # create-then-verify (services/verify.py): an accepted answer is new content that other
+    # workers confirm with a yes/no item before it becomes the result
+    verifiable: bool = False
 
     @property
     def has_buttons(self) -> bool:
@@ -157,6 +160,7 @@ REGISTRY: Mapping[TaskType, TaskTypeSpec] = {
         False,
         categorical=False,
         detects_language=True,
+        verifiable=True,
     ),
     TaskType.SPANS: TaskTypeSpec(
         _strip,

@@ -15,6 +15,7 @@ from polycrowd.engine.aggregation import encode, krippendorff_alpha
 from polycrowd.engine.domain import ProjectState, TaskType
 from polycrowd.engine.errors import Conflict, Forbidden
 from polycrowd.engine.io import ImportLimits, InputError, ItemRow, ProjectSpec, read_items
+from polycrowd.engine.services import verify
 from polycrowd.engine.services.context import EngineContext, load_project, load_user
 from polycrowd.engine.store.base import DuplicateKey
 from polycrowd.engine.tasktypes import spec_of
@@ -79,7 +80,11 @@ class ProjectsService:
 
     async def create_project(self, owner_id: int | None, spec: ProjectSpec) -> Project:
         now = self.ctx.clock()
+        # create-then-verify: the verify project's wording comes from the catalogs (a thread)
+        companion = await asyncio.to_thread(verify.companion_spec, spec) if spec.verify else None
         async with self.ctx.db.transaction() as tx:
+            if companion is not None:
+                spec = await verify.create_companion(tx, owner_id, spec, companion, now)
             pid = await tx.projects.create(owner_id, spec, now)
             return await load_project(tx, pid)
 

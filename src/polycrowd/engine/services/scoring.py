@@ -24,7 +24,7 @@ from polycrowd.engine.domain import (
 from polycrowd.engine.errors import Conflict
 from polycrowd.engine.language import Detection
 from polycrowd.engine.policy import review_mode_config
-from polycrowd.engine.services import prelabels
+from polycrowd.engine.services import prelabels, verify
 from polycrowd.engine.services.context import EngineContext, load_user, raise_flag
 from polycrowd.engine.services.fraud import FraudService
 from polycrowd.engine.services.users import UsersService
@@ -137,6 +137,12 @@ class ScoringService:
             )
         if item.gold is None:
             await self.update_item(tx, project, item.id)
+            if spec_of(project.task_type).verifiable:
+                vcfg = await verify.config(tx, project.id)
+                if vcfg.project is not None:  # create-then-verify: other workers check it
+                    await verify.spawn(
+                        tx, vcfg, project, item, answer_id, user_id, payload, lang, now
+                    )
         await self.fraud.answer_checks(
             tx, user_id, project, took, item.content, [payload, *recent]
         )
@@ -254,6 +260,13 @@ class ScoringService:
         )
         if not done and project.overlap <= answered == project.overlap_max - 1:
             done = last_answer_moot(project, votes)  # it could not change the label
+        vcfg = await verify.config(tx, project.id)
+        if vcfg.project is not None:
+            # create-then-verify: only a verification closes an item (verify.decide)
+            current = await tx.items.get(item_id)
+            done = current is not None and current.state == ItemState.DONE
+            if done:
+                return
         if vote is not None and not done:
             await prelabels.after_answer(tx, project, item_id, vote, label, agreement, answered)
         new_target = target
@@ -291,6 +304,17 @@ class ScoringService:
                     gold=False,
                     weight=quality.AGREEMENT_WEIGHT,
                 )
+        if done and vcfg.checks:  # a verify item closed: the creator's credit is decided
+            await verify.decide(
+                tx,
+                self,
+                item_id,
+                label,
+                confidence,
+                agreement,
+                self.ctx.clock(),
+                self.ctx.keyring,
+            )
         if done and not await tx.items.any_open(project.id):
             await tx.projects.set_state(project.id, ProjectState.DONE)
 

@@ -325,6 +325,9 @@ class ItemRepository(Protocol):
 
     async def count_real(self, project_id: int) -> int: ...
 
+    async def by_external(self, project_id: int, external_id: str) -> int | None:
+        """The id of a project's item by its external id (the unique key), or None."""
+
     async def insert_many(self, rows: Iterable[Sequence[Any]]) -> None:
         """(project_id, external_id, content, lang, gold, is_gold, target, created_at) rows."""
 

@@ -412,6 +412,11 @@ class ResultRepo(lite.ResultRepo):
 
 
 class PrelabelRepo(lite.PrelabelRepo):
+    async def plan(self, rows: Sequence[tuple[float, int, int]]) -> None:
+        await self.tx.many(
+            "UPDATE items SET priority = ?, target = GREATEST(?::int, filled) WHERE id = ?", rows
+        )
+
     async def issue(self, item_id: int, worker_id: int, now: float) -> int:
         aid = await self.tx.value(
             "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at,"

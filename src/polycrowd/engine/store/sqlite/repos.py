@@ -500,6 +500,13 @@ class ItemRepo(_Repo):
         )
         return int(n or 0)
 
+    async def by_external(self, project_id: int, external_id: str) -> int | None:
+        item = await self.tx.value(
+            "SELECT id FROM items WHERE project_id = ? AND external_id = ?",
+            (project_id, external_id),
+        )
+        return None if item is None else int(item)
+
     async def insert_many(self, rows: Iterable[Sequence[Any]]) -> None:
         """(project_id, external_id, content, lang, gold, is_gold, target, created_at) rows.
 
@@ -1130,7 +1137,11 @@ class PrelabelRepo(_Repo):
         ]
 
     async def plan(self, rows: Sequence[tuple[float, int, int]]) -> None:
-        await self.tx.many("UPDATE items SET priority = ?, target = ? WHERE id = ?", rows)
+        # never below the answers and live assignments it has: a re-plan must not leave an
+        # item over-assigned
+        await self.tx.many(
+            "UPDATE items SET priority = ?, target = MAX(?, filled) WHERE id = ?", rows
+        )
 
     async def close_by_model(
         self,
