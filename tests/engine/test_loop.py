@@ -144,6 +144,27 @@ async def test_predictions_are_stored_and_order_the_pick(
     assert task is not None and task.item.id == ids[4]
 
 
+async def test_a_newcomer_gets_a_hard_item_when_nothing_easier_is_open(
+    engine: Engine, db: Database, clock: FakeClock
+) -> None:
+    """No proven worker yet and the model unsure of everything: the crowd must still start."""
+    pid = await _live(engine, 2, model={"min_human_answers": 1})
+    ids = await _item_ids(db, pid)
+    project = await engine.get_project(pid)
+    probs = {ids[0]: [0.99, 0.01], ids[1]: [0.5, 0.5]}
+    async with db.transaction() as tx:
+        await prelabels.store_predictions(
+            tx, project, prelabels.Prediction("tiny@1", probs), clock()
+        )
+    newcomer = await _worker(engine, "new")
+    first = await engine.next_task(newcomer)
+    assert first is not None and first.item.id == ids[0]  # the easy one while it is open
+    clock.advance(30)
+    await engine.submit(newcomer, first.assignment.id, "yes")
+    second = await engine.next_task(newcomer)
+    assert second is not None and second.item.id == ids[1]  # then the hard one, not nothing
+
+
 async def test_model_lets_an_item_close_with_fewer_people(
     engine: Engine, db: Database, clock: FakeClock
 ) -> None:

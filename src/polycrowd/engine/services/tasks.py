@@ -11,7 +11,7 @@ from polycrowd.engine.errors import Conflict, Forbidden
 from polycrowd.engine.services import prelabels
 from polycrowd.engine.services.context import EngineContext, load_task, load_user
 from polycrowd.engine.services.scoring import ScoringService, SubmitResult, in_mode
-from polycrowd.engine.store.base import Session
+from polycrowd.engine.store.base import NO_FLOOR, Session
 from polycrowd.engine.tasktypes import spec_of
 from polycrowd.engine.types import Task
 from polycrowd.i18n import N_
@@ -58,18 +58,24 @@ class TasksService:
             floor, capped = await prelabels.pick_limits(tx, user_id)
             langs = await tx.languages.trusted(user_id)
         async with self.ctx.db.transaction() as wtx:
-            aid = await matching.pick(
-                wtx,
-                user_id,
-                want_gold=want_gold,
-                project_id=project_id,
-                chat_id=chat_id,
-                platform=platform,
-                now=now,
-                floor=floor,
-                capped=capped,
-                langs=langs,
-            )
+            floors = (floor,) if floor == NO_FLOOR else (floor, NO_FLOOR)
+            for pick_floor in floors:
+                # A newcomer is kept off hard items only while easier ones are open: with no
+                # proven worker yet and every item hard, a crowd would otherwise never start.
+                aid = await matching.pick(
+                    wtx,
+                    user_id,
+                    want_gold=want_gold,
+                    project_id=project_id,
+                    chat_id=chat_id,
+                    platform=platform,
+                    now=now,
+                    floor=pick_floor,
+                    capped=capped,
+                    langs=langs,
+                )
+                if aid is not None:
+                    break
             await wtx.users.touch(user_id, now)
         if aid is None:
             return None
