@@ -271,7 +271,7 @@ class Dispatcher:
     @staticmethod
     def _log_refusal(ctx: Context, event: Event, reason: str) -> None:
         """One line per refusal: ids, role and command only (no names, no texts)."""
-        log.warning(
+        log.info(
             "refused: user=%s role=%s platform=%s kind=%s command=%s admin_chat=%s reason=%r",
             ctx.user.id,
             ctx.user.role.value,
