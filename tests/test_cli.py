@@ -116,7 +116,9 @@ def test_audit_detects_tampering(tmp_path: Path) -> None:
     import sqlite3
 
     db = tmp_path / "demo.db"
-    assert _run("demo", "--json", "--workers", "50", "--db", str(db)).returncode == 0
+    assert (
+        _run("demo", "--json", "--rules-only", "--workers", "50", "--db", str(db)).returncode == 0
+    )
     assert _run("audit", "--db", str(db)).returncode == 0
     con = sqlite3.connect(db)
     con.execute("DROP TRIGGER tr_ledger_no_update")
@@ -136,7 +138,9 @@ def test_audit_names_a_forged_entry_and_a_dropped_trigger(tmp_path: Path) -> Non
     from polycrowd.engine.ledger import entry_hash
 
     db = tmp_path / "demo.db"
-    assert _run("demo", "--json", "--workers", "20", "--db", str(db)).returncode == 0
+    assert (
+        _run("demo", "--json", "--rules-only", "--workers", "20", "--db", str(db)).returncode == 0
+    )
     key = Path(f"{db}.ledger.key")
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
     proc = _run("audit", "--db", str(db))
@@ -170,7 +174,9 @@ def test_audit_names_a_forged_entry_and_a_dropped_trigger(tmp_path: Path) -> Non
 
 def test_audit_without_the_key_file_fails_and_makes_no_key(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    assert _run("demo", "--json", "--workers", "20", "--db", str(db)).returncode == 0
+    assert (
+        _run("demo", "--json", "--rules-only", "--workers", "20", "--db", str(db)).returncode == 0
+    )
     key = Path(f"{db}.ledger.key")
     key.unlink()
     before = _digest(db)
