@@ -92,6 +92,7 @@ class Project:
     state: ProjectState
     created_at: float
     label_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # lang: label: name
+    verify: Mapping[str, Any] = field(default_factory=dict)  # create-then-verify (services/verify)
     # The checker and quality policy, parsed once from ``checker`` and ``min_skill``.
     policy: Policy = field(init=False, repr=False, compare=False)
 
@@ -130,6 +131,7 @@ class Project:
 
     @classmethod
     def from_row(cls, row: RowLike, languages: tuple[str, ...]) -> Project:
+        spec = json.loads(row["spec"] or "{}")
         return cls(
             id=row["id"],
             owner_id=row["owner_id"],
@@ -151,7 +153,8 @@ class Project:
             deadline=row["deadline"],
             state=ProjectState(row["state"]),
             created_at=row["created_at"],
-            label_names=json.loads(row["spec"] or "{}").get("label_names") or {},
+            label_names=spec.get("label_names") or {},
+            verify=spec.get("verify") or {},
         )
 
 

@@ -138,7 +138,7 @@ class ScoringService:
         if item.gold is None:
             await self.update_item(tx, project, item.id)
             if spec_of(project.task_type).verifiable:
-                vcfg = await verify.config(tx, project.id)
+                vcfg = verify.config_of(project)
                 if vcfg.project is not None:  # create-then-verify: other workers check it
                     await verify.spawn(
                         tx, vcfg, project, item, answer_id, user_id, payload, lang, now
@@ -260,7 +260,7 @@ class ScoringService:
         )
         if not done and project.overlap <= answered == project.overlap_max - 1:
             done = last_answer_moot(project, votes)  # it could not change the label
-        vcfg = await verify.config(tx, project.id)
+        vcfg = verify.config_of(project)
         if vcfg.project is not None:
             # create-then-verify: only a verification closes an item (verify.decide)
             current = await tx.items.get(item_id)

@@ -79,6 +79,11 @@ class Uncounter(Protocol):
     async def uncount(self, tx: Transaction, project: Project, item_id: int) -> None: ...
 
 
+def config_of(project: Project) -> VerifyConfig:
+    """The project's verify setting, as loaded with the project (no query)."""
+    return VerifyConfig.parse(project.verify)
+
+
 async def config(tx: Session, project_id: int) -> VerifyConfig:
     import json
 
