@@ -210,8 +210,12 @@ class PgTx:
         return await self.conn.fetchval(convert(sql), *params)
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Execute; return the number of changed rows (use RETURNING for new ids)."""
+        """Execute; return the number of changed rows (new ids: :meth:`insert_id`)."""
         return _changed(await self.conn.execute(convert(sql), *params))
+
+    async def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an INSERT of one row; the new row's id (the same SQL ``RETURNING id``)."""
+        return int(await self.value(sql + " RETURNING id", params))
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(r) for r in rows]

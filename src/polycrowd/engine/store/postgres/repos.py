@@ -1,6 +1,7 @@
 """PostgreSQL repositories: the SQLite ones where the SQL is portable, overridden here where
-PostgreSQL differs (RETURNING instead of lastrowid, GREATEST, boolean sums, row locks for
-matching and submits, an advisory lock for the ledger chain, cursors).
+PostgreSQL differs (GREATEST, boolean sums, row locks for matching and submits, an advisory
+lock for the ledger chain, ON CONFLICT ... RETURNING, cursors). New ids come through the
+runner's ``insert_id`` (``RETURNING id`` here, lastrowid in SQLite), so inserts are shared.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from polycrowd.engine.store.sqlite import repos as lite
 from polycrowd.engine.types import Project, RowLike
 
 if TYPE_CHECKING:
-    from polycrowd.engine.io import ProjectSpec
     from polycrowd.engine.store.postgres.database import PgTx
 
 LEDGER_LOCK = 0x70C0_1ED6  # advisory lock key of the ledger chain
@@ -27,33 +27,6 @@ def _conn(repo: lite._Repo) -> asyncpg.Connection:
 
 
 class UserRepo(lite.UserRepo):
-    async def create(
-        self,
-        platform: str,
-        external_id: str,
-        display_name: str,
-        pseudonym: str,
-        locale: str,
-        chat_id: str,
-        now: float,
-    ) -> int:
-        uid = int(
-            await self.tx.value(
-                "INSERT INTO users(display_name, pseudonym, locale, created_at, last_active)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (display_name, pseudonym, locale, now, now),
-            )
-        )
-        await self.tx.run(
-            "INSERT INTO identities(platform, external_id, user_id, chat_id) VALUES (?, ?, ?, ?)",
-            (platform, external_id, uid, chat_id),
-        )
-        await self.tx.run(
-            "INSERT INTO user_languages(user_id, lang, declared, trusted) VALUES (?, ?, 1, 1)",
-            (uid, locale),
-        )
-        return uid
-
     async def merge_records(self, keep: int, drop: int) -> tuple[int, int]:
         tx = self.tx
         await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
@@ -131,46 +104,6 @@ class SkillRepo(lite.SkillRepo):
 
 
 class ProjectRepo(lite.ProjectRepo):
-    async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int:
-        pid = int(
-            await self.tx.value(
-                "INSERT INTO projects(owner_id, name, task_type, instructions, labels, overlap,"
-                " overlap_max, confidence_target, reward, gold_ratio, qualification, min_skill,"
-                " assignment_ttl, checker, target_lang, deadline, state, created_at, spec)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)"
-                " RETURNING id",
-                (
-                    owner_id,
-                    spec.name,
-                    spec.task_type.value,
-                    json.dumps(dict(spec.instructions), ensure_ascii=False),
-                    json.dumps(list(spec.labels), ensure_ascii=False),
-                    spec.overlap,
-                    spec.overlap_max,
-                    spec.confidence_target,
-                    spec.reward,
-                    spec.gold_ratio,
-                    spec.qualification,
-                    spec.min_skill,
-                    spec.assignment_ttl,
-                    json.dumps(dict(spec.checker)),
-                    spec.target_lang,
-                    spec.deadline,
-                    now,
-                    json.dumps(spec.as_json(), ensure_ascii=False),
-                ),
-            )
-        )
-        await self.tx.many(
-            "INSERT INTO project_languages(project_id, lang) VALUES (?, ?)",
-            [(pid, lang) for lang in spec.languages],
-        )
-        await self.tx.many(
-            "INSERT INTO project_skills(project_id, skill, min_score) VALUES (?, ?, ?)",
-            [(pid, s, m) for s, m in spec.skills.items()],
-        )
-        return pid
-
     async def get(self, project_id: int) -> Project | None:
         row = await self.tx.one("SELECT * FROM projects WHERE id = ?", (project_id,))
         if row is None:
@@ -316,46 +249,6 @@ class AssignmentRepo(lite.AssignmentRepo):
 
 
 class AnswerRepo(lite.AnswerRepo):
-    async def insert(
-        self,
-        assignment_id: int,
-        item_id: int,
-        worker_id: int,
-        project_id: int,
-        payload: str,
-        seconds: float,
-        decision: str,
-        score: float,
-        reason: str,
-        model_version: str,
-        status: str,
-        correct: bool | None,
-        lang: str | None,
-        now: float,
-    ) -> int:
-        aid = await self.tx.value(
-            "INSERT INTO answers(assignment_id, item_id, worker_id, project_id, payload, seconds,"
-            " decision, score, reason, model_version, status, correct, lang, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                assignment_id,
-                item_id,
-                worker_id,
-                project_id,
-                payload,
-                seconds,
-                decision,
-                score,
-                reason,
-                model_version,
-                status,
-                None if correct is None else int(correct),
-                lang,
-                now,
-            ),
-        )
-        return int(aid)
-
     async def project_counts(self, project_id: int) -> RowLike:
         a = await self.tx.one(
             "SELECT COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
@@ -416,16 +309,6 @@ class PrelabelRepo(lite.PrelabelRepo):
         await self.tx.many(
             "UPDATE items SET priority = ?, target = GREATEST(?::int, filled) WHERE id = ?", rows
         )
-
-    async def issue(self, item_id: int, worker_id: int, now: float) -> int:
-        aid = await self.tx.value(
-            "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at,"
-            " state) SELECT i.id, ?::bigint, i.project_id, ?::float8,"
-            " ?::float8 + p.assignment_ttl, 'issued' FROM items i"
-            " JOIN projects p ON p.id = i.project_id WHERE i.id = ? RETURNING id",
-            (worker_id, now, now, item_id),
-        )
-        return int(aid)
 
 
 class CheckerStatsRepo(lite.CheckerStatsRepo):
@@ -513,25 +396,10 @@ class FlagRepo(lite.FlagRepo):
 
 
 class PayoutRepo(lite.PayoutRepo):
-    async def create(self, user_id: int, amount: int, now: float) -> int:
-        return int(
-            await self.tx.value(
-                "INSERT INTO payouts(user_id, amount, created_at) VALUES (?, ?, ?) RETURNING id",
-                (user_id, amount, now),
-            )
-        )
+    pass
 
 
 class TokenRepo(lite.TokenRepo):
-    async def create(self, user_id: int, action: str, payload: str, now: float) -> int:
-        return int(
-            await self.tx.value(
-                "INSERT INTO tokens(user_id, action, payload, created_at) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
-                (user_id, action, payload, now),
-            )
-        )
-
     async def first_delivery(self, platform: str, update_id: str, now: float) -> bool:
         inserted = await self.tx.value(
             "INSERT INTO processed_updates(platform, update_id, created_at) VALUES (?, ?, ?)"
@@ -546,21 +414,7 @@ class LinkRepo(lite.LinkRepo):
 
 
 class QuestionRepo(lite.QuestionRepo):
-    async def create(
-        self,
-        worker_id: int,
-        project_id: int,
-        item_id: int | None,
-        lang: str,
-        text: str,
-        now: float,
-    ) -> int:
-        qid = await self.tx.value(
-            "INSERT INTO questions(worker_id, project_id, item_id, lang, text, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (worker_id, project_id, item_id, lang, text, now),
-        )
-        return int(qid)
+    pass
 
 
 class DashboardRepo(lite.DashboardRepo):

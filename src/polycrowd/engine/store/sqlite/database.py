@@ -271,6 +271,10 @@ class Tx:
         conn = self.conn
         return int(await _hop(conn, _hop_run, self._take_prelude(), sql, params))
 
+    async def insert_id(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run an INSERT of one row; the new row's id (its lastrowid)."""
+        return await self.run(sql, params)
+
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         conn = self.conn
         await _hop(conn, _hop_many, self._take_prelude(), sql, rows)

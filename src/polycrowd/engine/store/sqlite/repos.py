@@ -50,6 +50,10 @@ class SqlRunner(Protocol):
 
     async def run(self, sql: str, params: Any = ()) -> int: ...
 
+    async def insert_id(self, sql: str, params: Any = ()) -> int:
+        """Run an INSERT of one row; the new row's id."""
+        ...
+
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
 
@@ -88,7 +92,7 @@ class UserRepo(_Repo):
         now: float,
     ) -> int:
         """A new user with one identity and its locale as declared, trusted language."""
-        uid = await self.tx.run(
+        uid = await self.tx.insert_id(
             "INSERT INTO users(display_name, pseudonym, locale, created_at, last_active)"
             " VALUES (?, ?, ?, ?, ?)",
             (display_name, pseudonym, locale, now, now),
@@ -387,7 +391,7 @@ class SkillRepo(_Repo):
 
 class ProjectRepo(_Repo):
     async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int:
-        pid = await self.tx.run(
+        pid = await self.tx.insert_id(
             "INSERT INTO projects(owner_id, name, task_type, instructions, labels, overlap,"
             " overlap_max, confidence_target, reward, gold_ratio, qualification, min_skill,"
             " assignment_ttl, checker, target_lang, deadline, state, created_at, spec)"
@@ -779,7 +783,7 @@ class AnswerRepo(_Repo):
         lang: str | None,
         now: float,
     ) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO answers(assignment_id, item_id, worker_id, project_id, payload, seconds,"
             " decision, score, reason, model_version, status, correct, lang, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1245,7 +1249,7 @@ class PrelabelRepo(_Repo):
         return int(n or 0)
 
     async def issue(self, item_id: int, worker_id: int, now: float) -> int:
-        return await self.tx.run(ISSUE_SQL, (worker_id, now, now, item_id))
+        return await self.tx.insert_id(ISSUE_SQL, (worker_id, now, now, item_id))
 
     async def pick_order(self, project_id: int) -> list[int]:
         rows = await self.tx.all(
@@ -1268,9 +1272,11 @@ class PrelabelRepo(_Repo):
         return {int(r["item_id"]): str(r["label"]) for r in rows}
 
 
+# Portable to PostgreSQL: the casts give its untyped parameters their types.
 ISSUE_SQL = (
     "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state)"
-    " SELECT i.id, ?, i.project_id, ?, ? + p.assignment_ttl, 'issued' FROM items i"
+    " SELECT i.id, CAST(? AS BIGINT), i.project_id, CAST(? AS DOUBLE PRECISION),"
+    " CAST(? AS DOUBLE PRECISION) + p.assignment_ttl, 'issued' FROM items i"
     " JOIN projects p ON p.id = i.project_id WHERE i.id = ?"
 )
 
@@ -1475,7 +1481,7 @@ class PayoutRepo(_Repo):
         return int(pending or 0)
 
     async def create(self, user_id: int, amount: int, now: float) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO payouts(user_id, amount, created_at) VALUES (?, ?, ?)",
             (user_id, amount, now),
         )
@@ -1503,7 +1509,7 @@ class PayoutRepo(_Repo):
 
 class TokenRepo(_Repo):
     async def create(self, user_id: int, action: str, payload: str, now: float) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO tokens(user_id, action, payload, created_at) VALUES (?, ?, ?, ?)",
             (user_id, action, payload, now),
         )
@@ -1578,7 +1584,7 @@ class QuestionRepo(_Repo):
         text: str,
         now: float,
     ) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO questions(worker_id, project_id, item_id, lang, text, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (worker_id, project_id, item_id, lang, text, now),
