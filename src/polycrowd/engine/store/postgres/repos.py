@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 
-from polycrowd.engine.store.base import NO_FLOOR, Diagnostics, DuplicateKey
+from polycrowd.engine.store.base import NO_FLOOR, DuplicateKey
 from polycrowd.engine.store.sqlite import repos as lite
 from polycrowd.engine.types import Project, RowLike
 
@@ -433,67 +433,5 @@ class StateRepo(lite.StateRepo):
     """The SQLite statements are portable (ON CONFLICT upsert, row counts)."""
 
 
-async def diagnostics(tx: PgTx, project_id: int | None = None) -> Diagnostics:
-    """The store's invariants, counted (the same measures as the SQLite store's)."""
-    duplicates = await tx.value(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-        " HAVING COUNT(*) > 1) AS d"
-    )
-    over = await tx.value(
-        "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
-        " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target)"
-    )
-    miscounted = await tx.value(
-        "SELECT COUNT(*) FROM items i WHERE i.is_gold = 0"
-        " AND i.answered <> (SELECT COUNT(*) FROM answers a"
-        "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review'))"
-    )
-    counts = await tx.one(
-        "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE state = 'answered') AS answered,"
-        " COUNT(*) FILTER (WHERE state = 'issued') AS issued FROM assignments"
-    )
-    assert counts is not None
-    answers = await tx.value(
-        "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
-    )
-    routed = await tx.value(
-        "SELECT AVG((EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
-        " AND l.lang = i.lang AND l.trusted = 1))::int)"
-        " FROM assignments a JOIN items i ON i.id = a.item_id"
-    )
-    credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
-    duplicate_credits = await tx.value(
-        "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
-        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS BIGINT)"
-        " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
-        " GROUP BY a.assignment_id HAVING COUNT(*) > 1) AS d"
-    )
-    blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
-    flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
-    statuses: dict[str, int] = {}
-    versions: tuple[str, ...] = ()
-    if project_id is not None:
-        rows = await tx.all(
-            "SELECT status, model_version, COUNT(*) AS n FROM answers WHERE project_id = ?"
-            " GROUP BY status, model_version",
-            (project_id,),
-        )
-        for r in rows:
-            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + int(r["n"])
-        versions = tuple(sorted({str(r["model_version"]) for r in rows}))
-    return Diagnostics(
-        duplicate_assignments=int(duplicates or 0),
-        over_assigned_items=int(over or 0),
-        miscounted_items=int(miscounted or 0),
-        assignments=int(counts["n"] or 0),
-        answered_assignments=int(counts["answered"] or 0),
-        issued_assignments=int(counts["issued"] or 0),
-        answers=int(answers or 0),
-        routed_in_worker_language=round(float(routed or 0.0), 4),
-        credits=int(credits or 0),
-        duplicate_credits=int(duplicate_credits or 0),
-        blocked_users=int(blocked or 0),
-        flags_by_kind={str(r["kind"]): int(r["n"]) for r in flags},
-        answer_statuses=statuses,
-        checker_versions=versions,
-    )
+# The store's invariants, counted: the SQLite store's statements are portable.
+diagnostics = lite.diagnostics

@@ -1957,11 +1957,13 @@ class StateRepo(_Repo):
         return await self.tx.run("DELETE FROM user_state WHERE user_id = ?", (user_id,))
 
 
-async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
-    """The store's invariants, counted (for the demo, the benchmarks and the tests)."""
+async def diagnostics(tx: SqlRunner, project_id: int | None = None) -> Diagnostics:
+    """The store's invariants, counted (for the demo, the benchmarks and the tests).
+
+    Portable SQL: the PostgreSQL store counts with this function too."""
     duplicates = await tx.value(
         "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-        " HAVING COUNT(*) > 1)"
+        " HAVING COUNT(*) > 1) AS d"
     )
     over = await tx.value(
         "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
@@ -1969,28 +1971,29 @@ async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
     )
     miscounted = await tx.value(
         "SELECT COUNT(*) FROM items i WHERE i.is_gold = 0"
-        " AND i.answered != (SELECT COUNT(*) FROM answers a"
+        " AND i.answered <> (SELECT COUNT(*) FROM answers a"
         "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review'))"
     )
     counts = await tx.one(
-        "SELECT COUNT(*) AS n, SUM(state = 'answered') AS answered,"
-        " SUM(state = 'issued') AS issued FROM assignments"
+        "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE state = 'answered') AS answered,"
+        " COUNT(*) FILTER (WHERE state = 'issued') AS issued FROM assignments"
     )
     assert counts is not None
     answers = await tx.value(
         "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
     )
     routed = await tx.value(
-        "SELECT AVG(EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
-        " AND l.lang = i.lang AND l.trusted = 1))"
+        "SELECT AVG(CASE WHEN EXISTS (SELECT 1 FROM user_languages l"
+        " WHERE l.user_id = a.worker_id AND l.lang = i.lang AND l.trusted = 1)"
+        " THEN 1.0 ELSE 0.0 END)"
         " FROM assignments a JOIN items i ON i.id = a.item_id"
     )
     credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
     duplicate_credits = await tx.value(
         "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
-        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS INTEGER)"
+        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS BIGINT)"
         " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
-        " GROUP BY a.assignment_id HAVING COUNT(*) > 1)"
+        " GROUP BY a.assignment_id HAVING COUNT(*) > 1) AS d"
     )
     blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
     flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
