@@ -27,9 +27,9 @@ def _conn(repo: lite._Repo) -> asyncpg.Connection:
 
 
 class UserRepo(lite.UserRepo):
-    async def merge_records(self, keep: int, drop: int) -> tuple[int, int]:
+    async def _fold_languages_and_skills(self, keep: int, drop: int) -> None:
+        """The upserts with GREATEST (two-argument MAX in SQLite) and the target aliased."""
         tx = self.tx
-        await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
         await tx.run(
             "INSERT INTO user_languages AS t (user_id, lang, declared, weight, replies, trusted)"
             " SELECT ?::bigint, lang, declared, weight, replies, trusted FROM user_languages"
@@ -48,24 +48,6 @@ class UserRepo(lite.UserRepo):
             " paused = GREATEST(t.paused, excluded.paused)",
             (keep, drop),
         )
-        await tx.run(
-            "UPDATE user_skills SET mean = alpha / (alpha + beta) WHERE user_id = ?", (keep,)
-        )
-        await tx.run(
-            "DELETE FROM assignments WHERE worker_id = ? AND item_id IN"
-            " (SELECT item_id FROM assignments WHERE worker_id = ?)",
-            (drop, keep),
-        )
-        for table, col in (
-            ("assignments", "worker_id"),
-            ("answers", "worker_id"),
-            ("flags", "user_id"),
-            ("payouts", "user_id"),
-            ("tokens", "user_id"),
-        ):
-            await tx.run(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (keep, drop))
-        row = await tx.one("SELECT balance, answers FROM users WHERE id = ?", (drop,))
-        return (0, 0) if row is None else (int(row["balance"]), int(row["answers"]))
 
 
 class LanguageRepo(lite.LanguageRepo):

@@ -220,22 +220,7 @@ class UserRepo(_Repo):
         """
         tx = self.tx
         await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
-        await tx.run(
-            "INSERT INTO user_languages(user_id, lang, declared, weight, replies, trusted)"
-            " SELECT ?, lang, declared, weight, replies, trusted FROM user_languages"
-            " WHERE user_id = ? AND true ON CONFLICT(user_id, lang) DO UPDATE SET"
-            " declared = MAX(declared, excluded.declared), weight = weight + excluded.weight,"
-            " replies = replies + excluded.replies, trusted = MAX(trusted, excluded.trusted)",
-            (keep, drop),
-        )
-        await tx.run(
-            "INSERT INTO user_skills(user_id, skill, alpha, beta, mean, gold_seen, paused, reason)"
-            " SELECT ?, skill, alpha, beta, mean, gold_seen, paused, reason FROM user_skills"
-            " WHERE user_id = ? AND true ON CONFLICT(user_id, skill) DO UPDATE SET"
-            " alpha = alpha + excluded.alpha - 2, beta = beta + excluded.beta - 1,"
-            " gold_seen = gold_seen + excluded.gold_seen, paused = MAX(paused, excluded.paused)",
-            (keep, drop),
-        )
+        await self._fold_languages_and_skills(keep, drop)
         await tx.run(
             "UPDATE user_skills SET mean = alpha / (alpha + beta) WHERE user_id = ?", (keep,)
         )
@@ -253,9 +238,28 @@ class UserRepo(_Repo):
             ("tokens", "user_id"),
         ):
             await tx.run(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (keep, drop))
-        balance = await tx.value("SELECT balance FROM users WHERE id = ?", (drop,))
-        answers = await tx.value("SELECT answers FROM users WHERE id = ?", (drop,))
-        return int(balance or 0), int(answers or 0)
+        row = await tx.one("SELECT balance, answers FROM users WHERE id = ?", (drop,))
+        return (0, 0) if row is None else (int(row["balance"]), int(row["answers"]))
+
+    async def _fold_languages_and_skills(self, keep: int, drop: int) -> None:
+        """Upsert ``drop``'s languages and skills into ``keep``'s (the evidence adds up)."""
+        tx = self.tx
+        await tx.run(
+            "INSERT INTO user_languages(user_id, lang, declared, weight, replies, trusted)"
+            " SELECT ?, lang, declared, weight, replies, trusted FROM user_languages"
+            " WHERE user_id = ? AND true ON CONFLICT(user_id, lang) DO UPDATE SET"
+            " declared = MAX(declared, excluded.declared), weight = weight + excluded.weight,"
+            " replies = replies + excluded.replies, trusted = MAX(trusted, excluded.trusted)",
+            (keep, drop),
+        )
+        await tx.run(
+            "INSERT INTO user_skills(user_id, skill, alpha, beta, mean, gold_seen, paused, reason)"
+            " SELECT ?, skill, alpha, beta, mean, gold_seen, paused, reason FROM user_skills"
+            " WHERE user_id = ? AND true ON CONFLICT(user_id, skill) DO UPDATE SET"
+            " alpha = alpha + excluded.alpha - 2, beta = beta + excluded.beta - 1,"
+            " gold_seen = gold_seen + excluded.gold_seen, paused = MAX(paused, excluded.paused)",
+            (keep, drop),
+        )
 
     async def retire_merged(self, keep: int, drop: int, answers: int) -> None:
         tx = self.tx
