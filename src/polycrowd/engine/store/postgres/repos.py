@@ -1,5 +1,5 @@
 """PostgreSQL repositories: the SQLite ones where the SQL is portable, overridden here where
-PostgreSQL differs (GREATEST, boolean sums, row locks for matching and submits, an advisory
+PostgreSQL differs (GREATEST, row locks for matching and submits, an advisory
 lock for the ledger chain, ON CONFLICT ... RETURNING, cursors). New ids come through the
 runner's ``insert_id`` (``RETURNING id`` here, lastrowid in SQLite), so inserts are shared.
 """
@@ -114,16 +114,6 @@ class ItemRepo(lite.ItemRepo):
             (overlap, item_id),
         )
 
-    async def counts(self, project_id: int) -> RowLike:
-        r = await self.tx.one(
-            "SELECT COUNT(*) AS items, SUM(is_gold) AS gold,"
-            " COUNT(*) FILTER (WHERE state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
-            " FROM items WHERE project_id = ?",
-            (project_id,),
-        )
-        assert r is not None
-        return cast(RowLike, r)
-
 
 # One branch per worker language (and per gold/non-gold when a honeypot is wanted), each an
 # index walk over ix_items_pick in (priority, filled, confidence, project_id, id) order that
@@ -231,55 +221,7 @@ class AssignmentRepo(lite.AssignmentRepo):
 
 
 class AnswerRepo(lite.AnswerRepo):
-    async def project_counts(self, project_id: int) -> RowLike:
-        a = await self.tx.one(
-            "SELECT COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
-            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
-            " COUNT(DISTINCT worker_id) AS workers FROM answers WHERE project_id = ?",
-            (project_id,),
-        )
-        assert a is not None
-        return cast(RowLike, a)
-
-    async def worker_counts(self, user_id: int) -> RowLike:
-        r = await self.tx.one(
-            "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
-            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
-            " COUNT(correct) AS gold, COUNT(*) FILTER (WHERE correct = 1) AS gold_ok"
-            " FROM answers WHERE worker_id = ?",
-            (user_id,),
-        )
-        assert r is not None
-        return cast(RowLike, r)
-
-    async def agreement_per_worker(self, project_id: int, confidence: float) -> list[RowLike]:
-        return list(
-            await self.tx.all(
-                "SELECT a.worker_id, COUNT(*) AS n,"
-                " COUNT(*) FILTER (WHERE a.payload = r.label) AS agree"
-                " FROM answers a JOIN results r ON r.item_id = a.item_id"
-                " JOIN items i ON i.id = a.item_id"
-                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
-                " AND i.state = 'done' AND r.confidence >= ? GROUP BY a.worker_id",
-                (project_id, confidence),
-            )
-        )
-
-    async def identical_pairs(self, project_id: int, min_common: int) -> list[RowLike]:
-        return list(
-            await self.tx.all(
-                "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
-                " COUNT(*) FILTER (WHERE a.payload = b.payload) AS same,"
-                " COUNT(*) FILTER (WHERE a.payload = b.payload"
-                "  AND a.payload <> COALESCE(r.label, a.payload)) AS against"
-                " FROM answers a JOIN answers b ON b.item_id = a.item_id"
-                " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
-                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
-                " AND b.status IN ('accepted', 'review')"
-                " GROUP BY a.worker_id, b.worker_id HAVING COUNT(*) >= ?",
-                (project_id, min_common),
-            )
-        )
+    pass
 
 
 class ResultRepo(lite.ResultRepo):

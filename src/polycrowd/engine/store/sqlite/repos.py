@@ -565,7 +565,7 @@ class ItemRepo(_Repo):
         """items, gold, done, live of a project."""
         r = await self.tx.one(
             "SELECT COUNT(*) AS items, SUM(is_gold) AS gold,"
-            " SUM(state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
+            " COUNT(*) FILTER (WHERE state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
             " FROM items WHERE project_id = ?",
             (project_id,),
         )
@@ -870,9 +870,9 @@ class AnswerRepo(_Repo):
     async def project_counts(self, project_id: int) -> RowLike:
         """ok, rej, workers of a project's answers."""
         a = await self.tx.one(
-            "SELECT SUM(status IN ('accepted', 'review')) AS ok,"
-            " SUM(status = 'rejected') AS rej, COUNT(DISTINCT worker_id) AS workers"
-            " FROM answers WHERE project_id = ?",
+            "SELECT COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
+            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
+            " COUNT(DISTINCT worker_id) AS workers FROM answers WHERE project_id = ?",
             (project_id,),
         )
         assert a is not None
@@ -891,9 +891,10 @@ class AnswerRepo(_Repo):
     async def worker_counts(self, user_id: int) -> RowLike:
         """n, ok, rej, gold, gold_ok of a worker's answers."""
         r = await self.tx.one(
-            "SELECT COUNT(*) AS n, SUM(status IN ('accepted', 'review')) AS ok,"
-            " SUM(status = 'rejected') AS rej, SUM(correct IS NOT NULL) AS gold,"
-            " SUM(correct = 1) AS gold_ok FROM answers WHERE worker_id = ?",
+            "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
+            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
+            " COUNT(correct) AS gold, COUNT(*) FILTER (WHERE correct = 1) AS gold_ok"
+            " FROM answers WHERE worker_id = ?",
             (user_id,),
         )
         assert r is not None
@@ -925,7 +926,8 @@ class AnswerRepo(_Repo):
         """worker_id, n, agree with confident results, per worker of a project."""
         return list(
             await self.tx.all(
-                "SELECT a.worker_id, COUNT(*) AS n, SUM(a.payload = r.label) AS agree"
+                "SELECT a.worker_id, COUNT(*) AS n,"
+                " COUNT(*) FILTER (WHERE a.payload = r.label) AS agree"
                 " FROM answers a JOIN results r ON r.item_id = a.item_id"
                 " JOIN items i ON i.id = a.item_id"
                 " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
@@ -939,13 +941,14 @@ class AnswerRepo(_Repo):
         return list(
             await self.tx.all(
                 "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
-                " SUM(a.payload = b.payload) AS same,"
-                " SUM(a.payload = b.payload AND a.payload != COALESCE(r.label, a.payload))"
-                " AS against FROM answers a JOIN answers b ON b.item_id = a.item_id"
+                " COUNT(*) FILTER (WHERE a.payload = b.payload) AS same,"
+                " COUNT(*) FILTER (WHERE a.payload = b.payload"
+                "  AND a.payload <> COALESCE(r.label, a.payload)) AS against"
+                " FROM answers a JOIN answers b ON b.item_id = a.item_id"
                 " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
                 " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
                 " AND b.status IN ('accepted', 'review')"
-                " GROUP BY a.worker_id, b.worker_id HAVING common >= ?",
+                " GROUP BY a.worker_id, b.worker_id HAVING COUNT(*) >= ?",
                 (project_id, min_common),
             )
         )
