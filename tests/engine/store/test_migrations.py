@@ -70,7 +70,7 @@ async def test_a_version_1_database_migrates_to_the_fresh_schema(db: Any) -> Non
     module = importlib.import_module(
         f"polycrowd.engine.store.{'sqlite' if sqlite else 'postgres'}.database"
     )
-    assert module.SCHEMA_VERSION >= 3 and set(module.MIGRATIONS) >= {2, 3}
+    assert module.SCHEMA_VERSION >= 3 and set(module.migrations()) >= {2, 3}
     fresh = await _shape(db)
     assert "priority" in fresh[0]["items"] and "item_predictions" in fresh[0]
     assert await db.schema_version() == module.SCHEMA_VERSION
@@ -99,7 +99,7 @@ async def test_a_version_4_database_migrates_to_5_and_keeps_its_rows(db: Any) ->
     module = importlib.import_module(
         f"polycrowd.engine.store.{'sqlite' if sqlite else 'postgres'}.database"
     )
-    assert module.SCHEMA_VERSION >= 5 and 5 in module.MIGRATIONS
+    assert module.SCHEMA_VERSION >= 5 and 5 in module.migrations()
     fresh = await _shape(db)
     assert sorted(fresh[0]["user_state"]) == ["key", "updated_at", "user_id", "value"]
     async with db.transaction() as tx:

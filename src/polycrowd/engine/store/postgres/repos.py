@@ -1,6 +1,7 @@
 """PostgreSQL repositories: the SQLite ones where the SQL is portable, overridden here where
-PostgreSQL differs (RETURNING instead of lastrowid, GREATEST, boolean sums, row locks for
-matching and submits, an advisory lock for the ledger chain, cursors).
+PostgreSQL differs (GREATEST, row locks for matching and submits, an advisory
+lock for the ledger chain, ON CONFLICT ... RETURNING, cursors). New ids come through the
+runner's ``insert_id`` (``RETURNING id`` here, lastrowid in SQLite), so inserts are shared.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 
-from polycrowd.engine.store.base import NO_FLOOR, Diagnostics, DuplicateKey
+from polycrowd.engine.store.base import NO_FLOOR, DuplicateKey
 from polycrowd.engine.store.sqlite import repos as lite
 from polycrowd.engine.types import Project, RowLike
 
 if TYPE_CHECKING:
-    from polycrowd.engine.io import ProjectSpec
     from polycrowd.engine.store.postgres.database import PgTx
 
 LEDGER_LOCK = 0x70C0_1ED6  # advisory lock key of the ledger chain
@@ -27,36 +27,9 @@ def _conn(repo: lite._Repo) -> asyncpg.Connection:
 
 
 class UserRepo(lite.UserRepo):
-    async def create(
-        self,
-        platform: str,
-        external_id: str,
-        display_name: str,
-        pseudonym: str,
-        locale: str,
-        chat_id: str,
-        now: float,
-    ) -> int:
-        uid = int(
-            await self.tx.value(
-                "INSERT INTO users(display_name, pseudonym, locale, created_at, last_active)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (display_name, pseudonym, locale, now, now),
-            )
-        )
-        await self.tx.run(
-            "INSERT INTO identities(platform, external_id, user_id, chat_id) VALUES (?, ?, ?, ?)",
-            (platform, external_id, uid, chat_id),
-        )
-        await self.tx.run(
-            "INSERT INTO user_languages(user_id, lang, declared, trusted) VALUES (?, ?, 1, 1)",
-            (uid, locale),
-        )
-        return uid
-
-    async def merge_records(self, keep: int, drop: int) -> tuple[int, int]:
+    async def _fold_languages_and_skills(self, keep: int, drop: int) -> None:
+        """The upserts with GREATEST (two-argument MAX in SQLite) and the target aliased."""
         tx = self.tx
-        await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
         await tx.run(
             "INSERT INTO user_languages AS t (user_id, lang, declared, weight, replies, trusted)"
             " SELECT ?::bigint, lang, declared, weight, replies, trusted FROM user_languages"
@@ -75,24 +48,6 @@ class UserRepo(lite.UserRepo):
             " paused = GREATEST(t.paused, excluded.paused)",
             (keep, drop),
         )
-        await tx.run(
-            "UPDATE user_skills SET mean = alpha / (alpha + beta) WHERE user_id = ?", (keep,)
-        )
-        await tx.run(
-            "DELETE FROM assignments WHERE worker_id = ? AND item_id IN"
-            " (SELECT item_id FROM assignments WHERE worker_id = ?)",
-            (drop, keep),
-        )
-        for table, col in (
-            ("assignments", "worker_id"),
-            ("answers", "worker_id"),
-            ("flags", "user_id"),
-            ("payouts", "user_id"),
-            ("tokens", "user_id"),
-        ):
-            await tx.run(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (keep, drop))
-        row = await tx.one("SELECT balance, answers FROM users WHERE id = ?", (drop,))
-        return (0, 0) if row is None else (int(row["balance"]), int(row["answers"]))
 
 
 class LanguageRepo(lite.LanguageRepo):
@@ -131,46 +86,6 @@ class SkillRepo(lite.SkillRepo):
 
 
 class ProjectRepo(lite.ProjectRepo):
-    async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int:
-        pid = int(
-            await self.tx.value(
-                "INSERT INTO projects(owner_id, name, task_type, instructions, labels, overlap,"
-                " overlap_max, confidence_target, reward, gold_ratio, qualification, min_skill,"
-                " assignment_ttl, checker, target_lang, deadline, state, created_at, spec)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)"
-                " RETURNING id",
-                (
-                    owner_id,
-                    spec.name,
-                    spec.task_type.value,
-                    json.dumps(dict(spec.instructions), ensure_ascii=False),
-                    json.dumps(list(spec.labels), ensure_ascii=False),
-                    spec.overlap,
-                    spec.overlap_max,
-                    spec.confidence_target,
-                    spec.reward,
-                    spec.gold_ratio,
-                    spec.qualification,
-                    spec.min_skill,
-                    spec.assignment_ttl,
-                    json.dumps(dict(spec.checker)),
-                    spec.target_lang,
-                    spec.deadline,
-                    now,
-                    json.dumps(spec.as_json(), ensure_ascii=False),
-                ),
-            )
-        )
-        await self.tx.many(
-            "INSERT INTO project_languages(project_id, lang) VALUES (?, ?)",
-            [(pid, lang) for lang in spec.languages],
-        )
-        await self.tx.many(
-            "INSERT INTO project_skills(project_id, skill, min_score) VALUES (?, ?, ?)",
-            [(pid, s, m) for s, m in spec.skills.items()],
-        )
-        return pid
-
     async def get(self, project_id: int) -> Project | None:
         row = await self.tx.one("SELECT * FROM projects WHERE id = ?", (project_id,))
         if row is None:
@@ -198,16 +113,6 @@ class ItemRepo(lite.ItemRepo):
             " target = GREATEST(target, ?), state = 'open' WHERE id = ?",
             (overlap, item_id),
         )
-
-    async def counts(self, project_id: int) -> RowLike:
-        r = await self.tx.one(
-            "SELECT COUNT(*) AS items, SUM(is_gold) AS gold,"
-            " COUNT(*) FILTER (WHERE state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
-            " FROM items WHERE project_id = ?",
-            (project_id,),
-        )
-        assert r is not None
-        return cast(RowLike, r)
 
 
 # One branch per worker language (and per gold/non-gold when a honeypot is wanted), each an
@@ -316,95 +221,7 @@ class AssignmentRepo(lite.AssignmentRepo):
 
 
 class AnswerRepo(lite.AnswerRepo):
-    async def insert(
-        self,
-        assignment_id: int,
-        item_id: int,
-        worker_id: int,
-        project_id: int,
-        payload: str,
-        seconds: float,
-        decision: str,
-        score: float,
-        reason: str,
-        model_version: str,
-        status: str,
-        correct: bool | None,
-        lang: str | None,
-        now: float,
-    ) -> int:
-        aid = await self.tx.value(
-            "INSERT INTO answers(assignment_id, item_id, worker_id, project_id, payload, seconds,"
-            " decision, score, reason, model_version, status, correct, lang, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                assignment_id,
-                item_id,
-                worker_id,
-                project_id,
-                payload,
-                seconds,
-                decision,
-                score,
-                reason,
-                model_version,
-                status,
-                None if correct is None else int(correct),
-                lang,
-                now,
-            ),
-        )
-        return int(aid)
-
-    async def project_counts(self, project_id: int) -> RowLike:
-        a = await self.tx.one(
-            "SELECT COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
-            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
-            " COUNT(DISTINCT worker_id) AS workers FROM answers WHERE project_id = ?",
-            (project_id,),
-        )
-        assert a is not None
-        return cast(RowLike, a)
-
-    async def worker_counts(self, user_id: int) -> RowLike:
-        r = await self.tx.one(
-            "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
-            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
-            " COUNT(correct) AS gold, COUNT(*) FILTER (WHERE correct = 1) AS gold_ok"
-            " FROM answers WHERE worker_id = ?",
-            (user_id,),
-        )
-        assert r is not None
-        return cast(RowLike, r)
-
-    async def agreement_per_worker(self, project_id: int, confidence: float) -> list[RowLike]:
-        return list(
-            await self.tx.all(
-                "SELECT a.worker_id, COUNT(*) AS n,"
-                " COUNT(*) FILTER (WHERE a.payload = r.label) AS agree"
-                " FROM answers a JOIN results r ON r.item_id = a.item_id"
-                " JOIN items i ON i.id = a.item_id"
-                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
-                " AND i.state = 'done' AND r.confidence >= ? GROUP BY a.worker_id",
-                (project_id, confidence),
-            )
-        )
-
-    async def identical_pairs(self, project_id: int, min_common: int) -> list[RowLike]:
-        return list(
-            await self.tx.all(
-                "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
-                " COUNT(*) FILTER (WHERE a.payload = b.payload) AS same,"
-                " COUNT(*) FILTER (WHERE a.payload = b.payload"
-                "  AND a.payload <> COALESCE(r.label, a.payload)) AS against"
-                " FROM answers a JOIN answers b ON b.item_id = a.item_id"
-                " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
-                " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
-                " AND b.status IN ('accepted', 'review')"
-                " GROUP BY a.worker_id, b.worker_id HAVING COUNT(*) >= ?",
-                (project_id, min_common),
-            )
-        )
+    pass
 
 
 class ResultRepo(lite.ResultRepo):
@@ -416,16 +233,6 @@ class PrelabelRepo(lite.PrelabelRepo):
         await self.tx.many(
             "UPDATE items SET priority = ?, target = GREATEST(?::int, filled) WHERE id = ?", rows
         )
-
-    async def issue(self, item_id: int, worker_id: int, now: float) -> int:
-        aid = await self.tx.value(
-            "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at,"
-            " state) SELECT i.id, ?::bigint, i.project_id, ?::float8,"
-            " ?::float8 + p.assignment_ttl, 'issued' FROM items i"
-            " JOIN projects p ON p.id = i.project_id WHERE i.id = ? RETURNING id",
-            (worker_id, now, now, item_id),
-        )
-        return int(aid)
 
 
 class CheckerStatsRepo(lite.CheckerStatsRepo):
@@ -513,25 +320,10 @@ class FlagRepo(lite.FlagRepo):
 
 
 class PayoutRepo(lite.PayoutRepo):
-    async def create(self, user_id: int, amount: int, now: float) -> int:
-        return int(
-            await self.tx.value(
-                "INSERT INTO payouts(user_id, amount, created_at) VALUES (?, ?, ?) RETURNING id",
-                (user_id, amount, now),
-            )
-        )
+    pass
 
 
 class TokenRepo(lite.TokenRepo):
-    async def create(self, user_id: int, action: str, payload: str, now: float) -> int:
-        return int(
-            await self.tx.value(
-                "INSERT INTO tokens(user_id, action, payload, created_at) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
-                (user_id, action, payload, now),
-            )
-        )
-
     async def first_delivery(self, platform: str, update_id: str, now: float) -> bool:
         inserted = await self.tx.value(
             "INSERT INTO processed_updates(platform, update_id, created_at) VALUES (?, ?, ?)"
@@ -546,21 +338,7 @@ class LinkRepo(lite.LinkRepo):
 
 
 class QuestionRepo(lite.QuestionRepo):
-    async def create(
-        self,
-        worker_id: int,
-        project_id: int,
-        item_id: int | None,
-        lang: str,
-        text: str,
-        now: float,
-    ) -> int:
-        qid = await self.tx.value(
-            "INSERT INTO questions(worker_id, project_id, item_id, lang, text, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (worker_id, project_id, item_id, lang, text, now),
-        )
-        return int(qid)
+    pass
 
 
 class DashboardRepo(lite.DashboardRepo):
@@ -579,67 +357,5 @@ class StateRepo(lite.StateRepo):
     """The SQLite statements are portable (ON CONFLICT upsert, row counts)."""
 
 
-async def diagnostics(tx: PgTx, project_id: int | None = None) -> Diagnostics:
-    """The store's invariants, counted (the same measures as the SQLite store's)."""
-    duplicates = await tx.value(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-        " HAVING COUNT(*) > 1) AS d"
-    )
-    over = await tx.value(
-        "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
-        " WHERE i.is_gold = 0 AND (i.answered > p.overlap_max OR i.filled > i.target)"
-    )
-    miscounted = await tx.value(
-        "SELECT COUNT(*) FROM items i WHERE i.is_gold = 0"
-        " AND i.answered <> (SELECT COUNT(*) FROM answers a"
-        "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review'))"
-    )
-    counts = await tx.one(
-        "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE state = 'answered') AS answered,"
-        " COUNT(*) FILTER (WHERE state = 'issued') AS issued FROM assignments"
-    )
-    assert counts is not None
-    answers = await tx.value(
-        "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
-    )
-    routed = await tx.value(
-        "SELECT AVG((EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
-        " AND l.lang = i.lang AND l.trusted = 1))::int)"
-        " FROM assignments a JOIN items i ON i.id = a.item_id"
-    )
-    credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
-    duplicate_credits = await tx.value(
-        "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
-        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS BIGINT)"
-        " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
-        " GROUP BY a.assignment_id HAVING COUNT(*) > 1) AS d"
-    )
-    blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
-    flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")
-    statuses: dict[str, int] = {}
-    versions: tuple[str, ...] = ()
-    if project_id is not None:
-        rows = await tx.all(
-            "SELECT status, model_version, COUNT(*) AS n FROM answers WHERE project_id = ?"
-            " GROUP BY status, model_version",
-            (project_id,),
-        )
-        for r in rows:
-            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + int(r["n"])
-        versions = tuple(sorted({str(r["model_version"]) for r in rows}))
-    return Diagnostics(
-        duplicate_assignments=int(duplicates or 0),
-        over_assigned_items=int(over or 0),
-        miscounted_items=int(miscounted or 0),
-        assignments=int(counts["n"] or 0),
-        answered_assignments=int(counts["answered"] or 0),
-        issued_assignments=int(counts["issued"] or 0),
-        answers=int(answers or 0),
-        routed_in_worker_language=round(float(routed or 0.0), 4),
-        credits=int(credits or 0),
-        duplicate_credits=int(duplicate_credits or 0),
-        blocked_users=int(blocked or 0),
-        flags_by_kind={str(r["kind"]): int(r["n"]) for r in flags},
-        answer_statuses=statuses,
-        checker_versions=versions,
-    )
+# The store's invariants, counted: the SQLite store's statements are portable.
+diagnostics = lite.diagnostics

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import sqlite3
 import time
@@ -32,135 +33,30 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from polycrowd.engine.events import Outbox
+from polycrowd.engine.store import versions
 from polycrowd.engine.store.base import TABLES, Diagnostics, StoreError
 from polycrowd.engine.store.sqlite import dbfile, repos
 
 SCHEMA_VERSION = 5
 
-# Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
-V2_FEEDBACK = """
--- A worker's question about a task, and the requester's (or a moderator's) answer.
-CREATE TABLE questions (
-    id INTEGER PRIMARY KEY,
-    worker_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    item_id INTEGER REFERENCES items(id) ON DELETE SET NULL,
-    lang TEXT NOT NULL DEFAULT 'en',
-    text TEXT NOT NULL,
-    answer TEXT,
-    answered_by INTEGER REFERENCES users(id),
-    created_at REAL NOT NULL,
-    answered_at REAL
-);
-CREATE INDEX ix_questions_worker ON questions(worker_id, created_at);
-CREATE INDEX ix_questions_project ON questions(project_id, id);
-
--- Questions pinned to a project's instructions.
-CREATE TABLE faq_entries (
-    id INTEGER PRIMARY KEY,
-    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    question_id INTEGER REFERENCES questions(id) ON DELETE SET NULL,
-    lang TEXT NOT NULL,
-    question TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-
--- One-time dashboard login links (sha256 of the token; single use) and the sessions they open.
-CREATE TABLE dashboard_tokens (
-    token_hash TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    role TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    used_at REAL
-);
-CREATE TABLE dashboard_sessions (
-    session_hash TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    role TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL
-);
-
--- When a digest last went to whom ("worker"/"<user id>", "moderators"/"all").
-CREATE TABLE digest_runs (
-    kind TEXT NOT NULL,
-    target TEXT NOT NULL,
-    sent_at REAL NOT NULL,
-    PRIMARY KEY (kind, target)
-);
-"""
-
-# Version 4: ledger entries carry a MAC (HMAC under a key kept outside the database; NULL in
-# entries written before); signed checkpoints of the chain head, append-only as well.
-V4_LEDGER = """
-ALTER TABLE ledger ADD COLUMN mac TEXT;
-CREATE TABLE ledger_checkpoints (
-    n INTEGER PRIMARY KEY,
-    body TEXT NOT NULL,
-    mac TEXT NOT NULL
-);
-CREATE TRIGGER tr_ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
-BEGIN
-    SELECT RAISE(ABORT, 'ledger is append-only');
-END;
-CREATE TRIGGER tr_ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
-BEGIN
-    SELECT RAISE(ABORT, 'ledger is append-only');
-END;
-"""
-
-# Version 5: per-user state that survives a restart (engine/services/state.py): a
-# /newproject conversation, the project a requester's commands act on.
-V5_USER_STATE = """
-CREATE TABLE user_state (
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (user_id, key)
-);
-CREATE INDEX ix_user_state_key ON user_state(key, updated_at);
-"""
-
-# version -> SQL applied to go from version-1 to version. A fresh database gets schema.sql,
-# which holds every version, instead; a migration's SQL never changes once released.
-MIGRATIONS: dict[int, str] = {
-    2: V2_FEEDBACK,
-    # Model in the loop (engine/services/prelabels.py): per-item predictions, the project
-    # model's earned trust, the pick order (items.priority, first in the pick index), and
-    # per result whether the model took part and how sure the people alone were.
-    3: """
+# Version 3 (model in the loop) also changed version 1's tables, which schema.sql holds as they
+# are now: a database older than 3 gets these statements before the section of version 3.
+V3_CHANGES = """
 ALTER TABLE items ADD COLUMN priority REAL NOT NULL DEFAULT 0;
 DROP INDEX ix_items_pick;
 CREATE INDEX ix_items_pick ON items(lang, is_gold, priority, filled, confidence, project_id, id)
     WHERE state = 'open';
 ALTER TABLE results ADD COLUMN model_version TEXT;
 ALTER TABLE results ADD COLUMN human_confidence REAL;
-CREATE TABLE item_predictions (
-    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
-    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    model_version TEXT NOT NULL,
-    probs TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
-CREATE TABLE project_models (
-    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
-    model_version TEXT NOT NULL,
-    temperature REAL NOT NULL DEFAULT 1,
-    annotator TEXT NOT NULL,
-    accuracy REAL,
-    ece REAL,
-    trained_on INTEGER NOT NULL DEFAULT 0,
-    confident_at_train INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
-""",
-    4: V4_LEDGER,
-    5: V5_USER_STATE,
-}
+"""
+
+
+@functools.cache
+def migrations() -> dict[int, str]:
+    """version -> SQL applied to go from version-1 to version: the version's section of
+    schema.sql (a fresh database runs all of schema.sql instead). A migration's SQL never
+    changes once released."""
+    return versions.migrations(_schema_sql(), {3: V3_CHANGES})
 
 
 Row = aiosqlite.Row
@@ -270,6 +166,10 @@ class Tx:
         """Execute; return lastrowid for an INSERT, else the number of changed rows."""
         conn = self.conn
         return int(await _hop(conn, _hop_run, self._take_prelude(), sql, params))
+
+    async def insert_id(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run an INSERT of one row; the new row's id (its lastrowid)."""
+        return await self.run(sql, params)
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         conn = self.conn
@@ -603,12 +503,7 @@ class Database:
                 " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
             current = await tx.value("SELECT MAX(version) FROM schema_migrations") or 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema {current} is newer than this polycrowd ({SCHEMA_VERSION})"
-                )
-            pending = range(current + 1, SCHEMA_VERSION + 1)
-            scripts = [_schema_sql()] if current == 0 else [MIGRATIONS[v] for v in pending]
+            scripts, pending = versions.plan(current, SCHEMA_VERSION, _schema_sql(), migrations())
             for sql in scripts:
                 for statement in _split_sql(sql):
                     await tx.run(statement)

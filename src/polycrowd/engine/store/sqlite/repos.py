@@ -50,6 +50,10 @@ class SqlRunner(Protocol):
 
     async def run(self, sql: str, params: Any = ()) -> int: ...
 
+    async def insert_id(self, sql: str, params: Any = ()) -> int:
+        """Run an INSERT of one row; the new row's id."""
+        ...
+
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
 
@@ -88,7 +92,7 @@ class UserRepo(_Repo):
         now: float,
     ) -> int:
         """A new user with one identity and its locale as declared, trusted language."""
-        uid = await self.tx.run(
+        uid = await self.tx.insert_id(
             "INSERT INTO users(display_name, pseudonym, locale, created_at, last_active)"
             " VALUES (?, ?, ?, ?, ?)",
             (display_name, pseudonym, locale, now, now),
@@ -216,22 +220,7 @@ class UserRepo(_Repo):
         """
         tx = self.tx
         await tx.run("UPDATE identities SET user_id = ? WHERE user_id = ?", (keep, drop))
-        await tx.run(
-            "INSERT INTO user_languages(user_id, lang, declared, weight, replies, trusted)"
-            " SELECT ?, lang, declared, weight, replies, trusted FROM user_languages"
-            " WHERE user_id = ? AND true ON CONFLICT(user_id, lang) DO UPDATE SET"
-            " declared = MAX(declared, excluded.declared), weight = weight + excluded.weight,"
-            " replies = replies + excluded.replies, trusted = MAX(trusted, excluded.trusted)",
-            (keep, drop),
-        )
-        await tx.run(
-            "INSERT INTO user_skills(user_id, skill, alpha, beta, mean, gold_seen, paused, reason)"
-            " SELECT ?, skill, alpha, beta, mean, gold_seen, paused, reason FROM user_skills"
-            " WHERE user_id = ? AND true ON CONFLICT(user_id, skill) DO UPDATE SET"
-            " alpha = alpha + excluded.alpha - 2, beta = beta + excluded.beta - 1,"
-            " gold_seen = gold_seen + excluded.gold_seen, paused = MAX(paused, excluded.paused)",
-            (keep, drop),
-        )
+        await self._fold_languages_and_skills(keep, drop)
         await tx.run(
             "UPDATE user_skills SET mean = alpha / (alpha + beta) WHERE user_id = ?", (keep,)
         )
@@ -249,9 +238,28 @@ class UserRepo(_Repo):
             ("tokens", "user_id"),
         ):
             await tx.run(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (keep, drop))
-        balance = await tx.value("SELECT balance FROM users WHERE id = ?", (drop,))
-        answers = await tx.value("SELECT answers FROM users WHERE id = ?", (drop,))
-        return int(balance or 0), int(answers or 0)
+        row = await tx.one("SELECT balance, answers FROM users WHERE id = ?", (drop,))
+        return (0, 0) if row is None else (int(row["balance"]), int(row["answers"]))
+
+    async def _fold_languages_and_skills(self, keep: int, drop: int) -> None:
+        """Upsert ``drop``'s languages and skills into ``keep``'s (the evidence adds up)."""
+        tx = self.tx
+        await tx.run(
+            "INSERT INTO user_languages(user_id, lang, declared, weight, replies, trusted)"
+            " SELECT ?, lang, declared, weight, replies, trusted FROM user_languages"
+            " WHERE user_id = ? AND true ON CONFLICT(user_id, lang) DO UPDATE SET"
+            " declared = MAX(declared, excluded.declared), weight = weight + excluded.weight,"
+            " replies = replies + excluded.replies, trusted = MAX(trusted, excluded.trusted)",
+            (keep, drop),
+        )
+        await tx.run(
+            "INSERT INTO user_skills(user_id, skill, alpha, beta, mean, gold_seen, paused, reason)"
+            " SELECT ?, skill, alpha, beta, mean, gold_seen, paused, reason FROM user_skills"
+            " WHERE user_id = ? AND true ON CONFLICT(user_id, skill) DO UPDATE SET"
+            " alpha = alpha + excluded.alpha - 2, beta = beta + excluded.beta - 1,"
+            " gold_seen = gold_seen + excluded.gold_seen, paused = MAX(paused, excluded.paused)",
+            (keep, drop),
+        )
 
     async def retire_merged(self, keep: int, drop: int, answers: int) -> None:
         tx = self.tx
@@ -387,7 +395,7 @@ class SkillRepo(_Repo):
 
 class ProjectRepo(_Repo):
     async def create(self, owner_id: int | None, spec: ProjectSpec, now: float) -> int:
-        pid = await self.tx.run(
+        pid = await self.tx.insert_id(
             "INSERT INTO projects(owner_id, name, task_type, instructions, labels, overlap,"
             " overlap_max, confidence_target, reward, gold_ratio, qualification, min_skill,"
             " assignment_ttl, checker, target_lang, deadline, state, created_at, spec)"
@@ -557,7 +565,7 @@ class ItemRepo(_Repo):
         """items, gold, done, live of a project."""
         r = await self.tx.one(
             "SELECT COUNT(*) AS items, SUM(is_gold) AS gold,"
-            " SUM(state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
+            " COUNT(*) FILTER (WHERE state = 'done' AND is_gold = 0) AS done, SUM(live) AS live"
             " FROM items WHERE project_id = ?",
             (project_id,),
         )
@@ -779,7 +787,7 @@ class AnswerRepo(_Repo):
         lang: str | None,
         now: float,
     ) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO answers(assignment_id, item_id, worker_id, project_id, payload, seconds,"
             " decision, score, reason, model_version, status, correct, lang, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -862,9 +870,9 @@ class AnswerRepo(_Repo):
     async def project_counts(self, project_id: int) -> RowLike:
         """ok, rej, workers of a project's answers."""
         a = await self.tx.one(
-            "SELECT SUM(status IN ('accepted', 'review')) AS ok,"
-            " SUM(status = 'rejected') AS rej, COUNT(DISTINCT worker_id) AS workers"
-            " FROM answers WHERE project_id = ?",
+            "SELECT COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
+            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
+            " COUNT(DISTINCT worker_id) AS workers FROM answers WHERE project_id = ?",
             (project_id,),
         )
         assert a is not None
@@ -883,9 +891,10 @@ class AnswerRepo(_Repo):
     async def worker_counts(self, user_id: int) -> RowLike:
         """n, ok, rej, gold, gold_ok of a worker's answers."""
         r = await self.tx.one(
-            "SELECT COUNT(*) AS n, SUM(status IN ('accepted', 'review')) AS ok,"
-            " SUM(status = 'rejected') AS rej, SUM(correct IS NOT NULL) AS gold,"
-            " SUM(correct = 1) AS gold_ok FROM answers WHERE worker_id = ?",
+            "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE status IN ('accepted', 'review')) AS ok,"
+            " COUNT(*) FILTER (WHERE status = 'rejected') AS rej,"
+            " COUNT(correct) AS gold, COUNT(*) FILTER (WHERE correct = 1) AS gold_ok"
+            " FROM answers WHERE worker_id = ?",
             (user_id,),
         )
         assert r is not None
@@ -917,7 +926,8 @@ class AnswerRepo(_Repo):
         """worker_id, n, agree with confident results, per worker of a project."""
         return list(
             await self.tx.all(
-                "SELECT a.worker_id, COUNT(*) AS n, SUM(a.payload = r.label) AS agree"
+                "SELECT a.worker_id, COUNT(*) AS n,"
+                " COUNT(*) FILTER (WHERE a.payload = r.label) AS agree"
                 " FROM answers a JOIN results r ON r.item_id = a.item_id"
                 " JOIN items i ON i.id = a.item_id"
                 " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
@@ -931,13 +941,14 @@ class AnswerRepo(_Repo):
         return list(
             await self.tx.all(
                 "SELECT a.worker_id AS w1, b.worker_id AS w2, COUNT(*) AS common,"
-                " SUM(a.payload = b.payload) AS same,"
-                " SUM(a.payload = b.payload AND a.payload != COALESCE(r.label, a.payload))"
-                " AS against FROM answers a JOIN answers b ON b.item_id = a.item_id"
+                " COUNT(*) FILTER (WHERE a.payload = b.payload) AS same,"
+                " COUNT(*) FILTER (WHERE a.payload = b.payload"
+                "  AND a.payload <> COALESCE(r.label, a.payload)) AS against"
+                " FROM answers a JOIN answers b ON b.item_id = a.item_id"
                 " AND b.worker_id > a.worker_id LEFT JOIN results r ON r.item_id = a.item_id"
                 " WHERE a.project_id = ? AND a.status IN ('accepted', 'review')"
                 " AND b.status IN ('accepted', 'review')"
-                " GROUP BY a.worker_id, b.worker_id HAVING common >= ?",
+                " GROUP BY a.worker_id, b.worker_id HAVING COUNT(*) >= ?",
                 (project_id, min_common),
             )
         )
@@ -1245,7 +1256,7 @@ class PrelabelRepo(_Repo):
         return int(n or 0)
 
     async def issue(self, item_id: int, worker_id: int, now: float) -> int:
-        return await self.tx.run(ISSUE_SQL, (worker_id, now, now, item_id))
+        return await self.tx.insert_id(ISSUE_SQL, (worker_id, now, now, item_id))
 
     async def pick_order(self, project_id: int) -> list[int]:
         rows = await self.tx.all(
@@ -1268,9 +1279,11 @@ class PrelabelRepo(_Repo):
         return {int(r["item_id"]): str(r["label"]) for r in rows}
 
 
+# Portable to PostgreSQL: the casts give its untyped parameters their types.
 ISSUE_SQL = (
     "INSERT INTO assignments(item_id, worker_id, project_id, issued_at, expires_at, state)"
-    " SELECT i.id, ?, i.project_id, ?, ? + p.assignment_ttl, 'issued' FROM items i"
+    " SELECT i.id, CAST(? AS BIGINT), i.project_id, CAST(? AS DOUBLE PRECISION),"
+    " CAST(? AS DOUBLE PRECISION) + p.assignment_ttl, 'issued' FROM items i"
     " JOIN projects p ON p.id = i.project_id WHERE i.id = ?"
 )
 
@@ -1475,7 +1488,7 @@ class PayoutRepo(_Repo):
         return int(pending or 0)
 
     async def create(self, user_id: int, amount: int, now: float) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO payouts(user_id, amount, created_at) VALUES (?, ?, ?)",
             (user_id, amount, now),
         )
@@ -1503,7 +1516,7 @@ class PayoutRepo(_Repo):
 
 class TokenRepo(_Repo):
     async def create(self, user_id: int, action: str, payload: str, now: float) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO tokens(user_id, action, payload, created_at) VALUES (?, ?, ?, ?)",
             (user_id, action, payload, now),
         )
@@ -1578,7 +1591,7 @@ class QuestionRepo(_Repo):
         text: str,
         now: float,
     ) -> int:
-        return await self.tx.run(
+        return await self.tx.insert_id(
             "INSERT INTO questions(worker_id, project_id, item_id, lang, text, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (worker_id, project_id, item_id, lang, text, now),
@@ -1951,11 +1964,13 @@ class StateRepo(_Repo):
         return await self.tx.run("DELETE FROM user_state WHERE user_id = ?", (user_id,))
 
 
-async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
-    """The store's invariants, counted (for the demo, the benchmarks and the tests)."""
+async def diagnostics(tx: SqlRunner, project_id: int | None = None) -> Diagnostics:
+    """The store's invariants, counted (for the demo, the benchmarks and the tests).
+
+    Portable SQL: the PostgreSQL store counts with this function too."""
     duplicates = await tx.value(
         "SELECT COUNT(*) FROM (SELECT 1 FROM assignments GROUP BY item_id, worker_id"
-        " HAVING COUNT(*) > 1)"
+        " HAVING COUNT(*) > 1) AS d"
     )
     over = await tx.value(
         "SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id"
@@ -1963,28 +1978,29 @@ async def diagnostics(tx: Tx, project_id: int | None = None) -> Diagnostics:
     )
     miscounted = await tx.value(
         "SELECT COUNT(*) FROM items i WHERE i.is_gold = 0"
-        " AND i.answered != (SELECT COUNT(*) FROM answers a"
+        " AND i.answered <> (SELECT COUNT(*) FROM answers a"
         "  WHERE a.item_id = i.id AND a.status IN ('accepted', 'review'))"
     )
     counts = await tx.one(
-        "SELECT COUNT(*) AS n, SUM(state = 'answered') AS answered,"
-        " SUM(state = 'issued') AS issued FROM assignments"
+        "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE state = 'answered') AS answered,"
+        " COUNT(*) FILTER (WHERE state = 'issued') AS issued FROM assignments"
     )
     assert counts is not None
     answers = await tx.value(
         "SELECT COUNT(*) FROM answers WHERE status IN ('accepted', 'review', 'overruled')"
     )
     routed = await tx.value(
-        "SELECT AVG(EXISTS (SELECT 1 FROM user_languages l WHERE l.user_id = a.worker_id"
-        " AND l.lang = i.lang AND l.trusted = 1))"
+        "SELECT AVG(CASE WHEN EXISTS (SELECT 1 FROM user_languages l"
+        " WHERE l.user_id = a.worker_id AND l.lang = i.lang AND l.trusted = 1)"
+        " THEN 1.0 ELSE 0.0 END)"
         " FROM assignments a JOIN items i ON i.id = a.item_id"
     )
     credits = await tx.value("SELECT COUNT(*) FROM ledger WHERE kind = 'credit'")
     duplicate_credits = await tx.value(
         "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT a.assignment_id, COUNT(*) AS n"
-        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS INTEGER)"
+        " FROM ledger l JOIN answers a ON a.id = CAST(substr(l.memo, 8) AS BIGINT)"
         " WHERE l.kind = 'credit' AND l.memo LIKE 'answer %'"
-        " GROUP BY a.assignment_id HAVING COUNT(*) > 1)"
+        " GROUP BY a.assignment_id HAVING COUNT(*) > 1) AS d"
     )
     blocked = await tx.value("SELECT COUNT(*) FROM users WHERE status = 'blocked'")
     flags = await tx.all("SELECT kind, COUNT(*) AS n FROM flags GROUP BY kind")

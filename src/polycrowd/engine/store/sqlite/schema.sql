@@ -1,8 +1,12 @@
--- polycrowd schema, version 2: what a fresh database gets, in one transaction
--- (engine/store/sqlite/database.py). An older database gets the MIGRATIONS there instead;
--- keep both in step (tests/engine/store/test_migrations.py compares them).
+-- polycrowd schema: what a fresh database gets, in one transaction
+-- (engine/store/sqlite/database.py). The base schema comes first, then one section per later
+-- version, each opened by a `-- @version N: ...` line and running to the next: an older
+-- database runs the sections it lacks (its migrations, engine/store/versions.py), so each
+-- version's SQL is written once. A section only adds to what stands above it; a version that
+-- also changes the base (3) has those changes here in place and in database.py as ALTERs
+-- (tests/engine/store/test_migrations.py compares a migrated database with a fresh one).
 -- Counters that the matching query needs (items.filled, items.answered, items.live) are
--- kept in indexed columns by the triggers at the end of this file.
+-- kept in indexed columns by the triggers at the end of the base schema.
 
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
@@ -173,27 +177,6 @@ CREATE TABLE results (
 );
 CREATE INDEX ix_results_project ON results(project_id);
 
--- Model in the loop: the latest prediction per item and the project model's earned trust.
-CREATE TABLE item_predictions (
-    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
-    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    model_version TEXT NOT NULL,
-    probs TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
-CREATE TABLE project_models (
-    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
-    model_version TEXT NOT NULL,
-    temperature REAL NOT NULL DEFAULT 1,
-    annotator TEXT NOT NULL,
-    accuracy REAL,
-    ece REAL,
-    trained_on INTEGER NOT NULL DEFAULT 0,
-    confident_at_train INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
-
 -- Append-only, hash-chained. Never updated, never deleted (triggers below refuse it).
 CREATE TABLE ledger (
     seq INTEGER PRIMARY KEY,
@@ -296,7 +279,7 @@ BEGIN
     SELECT RAISE(ABORT, 'ledger is append-only');
 END;
 
--- Version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
+-- @version 2: questions, FAQ, dashboard logins and digest bookkeeping (services/feedback.py).
 
 -- A worker's question about a task, and the requester's (or a moderator's) answer.
 CREATE TABLE questions (
@@ -350,7 +333,31 @@ CREATE TABLE digest_runs (
     PRIMARY KEY (kind, target)
 );
 
--- Version 4: ledger MACs and signed checkpoints (see database.py V4_LEDGER).
+-- @version 3: model in the loop (engine/services/prelabels.py): the latest prediction per
+-- item and the project model's earned trust (the base tables got items.priority, first in
+-- the pick index, and per result the model's part: database.py V3_CHANGES).
+CREATE TABLE item_predictions (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX ix_item_predictions_project ON item_predictions(project_id);
+CREATE TABLE project_models (
+    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    temperature REAL NOT NULL DEFAULT 1,
+    annotator TEXT NOT NULL,
+    accuracy REAL,
+    ece REAL,
+    trained_on INTEGER NOT NULL DEFAULT 0,
+    confident_at_train INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+
+-- @version 4: ledger entries carry a MAC (HMAC under a key kept outside the database; NULL in
+-- entries written before); signed checkpoints of the chain head, append-only as well.
 ALTER TABLE ledger ADD COLUMN mac TEXT;
 CREATE TABLE ledger_checkpoints (
     n INTEGER PRIMARY KEY,
@@ -366,7 +373,7 @@ BEGIN
     SELECT RAISE(ABORT, 'ledger is append-only');
 END;
 
--- Version 5: per-user state that must survive a restart (a /newproject conversation, the
+-- @version 5: per-user state that must survive a restart (a /newproject conversation, the
 -- project a requester's commands act on), as JSON under a key.
 CREATE TABLE user_state (
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
