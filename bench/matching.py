@@ -377,6 +377,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+KEYS = ("answers_per_second", "p50_ms", "p99_ms", "p99_ms_100k", "db_mb")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--items", type=int, default=200_000)
@@ -411,7 +414,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--store postgresql needs --db postgresql://... (or POLYCROWD_DB)")
     if args.db and not is_postgres(args.db):
         args.db = os.path.abspath(args.db)
-    print(json.dumps(asyncio.run(run(args))))
+    result = asyncio.run(run(args))
+    # the last stdout line has exactly the keys; the rest of the run goes to stderr
+    keys = [k for k in KEYS if k in result]
+    print(json.dumps({k: v for k, v in result.items() if k not in keys}), file=sys.stderr)
+    print(json.dumps({k: result[k] for k in keys}))
     return 0
 
 
