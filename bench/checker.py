@@ -15,8 +15,8 @@ precision with fp32 is printed on stderr):
   5 ms wait) while ``--concurrency`` clients (default 64, twice the batch, so that a full
   batch is always waiting) each send one check after another, ``--requests`` in all;
 * ``batch_speedup``: the ratio of the two;
-* ``raw_batch_speedup`` (on stderr): in the same rounds, the bare model's own ratio on the same texts
-  (sentences per second in padded batches of 32 over one text per forward pass, without
+* ``raw_batch_speedup`` (on stderr): in the same rounds, the bare model's own ratio on the same
+  texts (sentences per second in padded batches of 32 over one text per forward pass, without
   tokenising, bucketing or pooling): what batching is worth on this machine at that moment,
   so that ``batch_speedup`` can be judged against it on a shared CPU;
 * ``p50_ms`` / ``p99_ms``: latency of a single ``check`` call through the batcher during
