@@ -214,4 +214,5 @@ async def test_a_linked_account_is_never_offered_the_check_of_its_own_answer(
     merged = await engine.redeem_link(discord.id, code)
     assert await engine.next_task(merged.id, platform="discord") is None
     assert await engine.next_task(merged.id, platform="telegram") is None
-    assert await engine.next_task(u["v1"], platform="discord") is not None
+    task = await engine.next_task(u["v1"], platform="discord")
+    assert task is not None and task.project.id == checker.id
