@@ -197,6 +197,25 @@ async def test_a_moderator_overruling_a_verified_answer_reopens_its_item(
     assert (await engine.get_project(project.id)).state == "done"
 
 
+async def test_an_answer_overruled_before_its_check_is_not_checked(
+    engine: Engine, clock: FakeClock
+) -> None:
+    project, checker, u = await setup(engine)
+    mod, _ = await engine.user_for("test", "mod", "mod", "en")
+    await engine.bootstrap_role(mod.id, Role.MODERATOR)
+    aid = await answer(engine, u["creator"], "Meeting.", project.id)
+    assert aid is not None and await engine.pending_credit(u["creator"]) == 5
+    await engine.moderate_answer(mod.id, aid, False, "Too short.")
+    assert await engine.pending_credit(u["creator"]) == 0
+    assert (await engine.get_user(u["creator"])).balance == 0  # reversed once
+    assert await engine.next_task(u["v1"], project_id=checker.id) is None  # nothing to check
+    assert (await engine.get_project(checker.id)).state == "done"
+    # the item went back to the crowd
+    task = await engine.next_task(u["v1"])
+    assert task is not None and task.project.id == project.id
+    assert (await engine.audit()).ok
+
+
 async def test_verify_is_refused_on_spans() -> None:
     with pytest.raises(InputError, match="text projects"):
         load_spec_text(

@@ -12,6 +12,7 @@ from polycrowd.engine.services.context import (
     load_user,
     raise_flag,
 )
+from polycrowd.engine.services import verify
 from polycrowd.engine.services.scoring import ScoringService
 from polycrowd.engine.services.users import UsersService
 from polycrowd.engine.store.base import Transaction
@@ -65,6 +66,7 @@ class ModerationService:
                         )
                     project = await load_project(tx, row["project_id"])
                     await self.scoring.uncount(tx, project, int(row["item_id"]))
+                    await verify.withdraw(tx, project.id, answer_id)
                 outcome = "rejected"
             await tx.flags.resolve_answer(answer_id, outcome)
         return outcome

@@ -247,6 +247,20 @@ async def settle(
     await tx.results.delete(item_id)
 
 
+async def withdraw(tx: Transaction, source_id: int, answer_id: int) -> None:
+    """A moderator overruled an answer before its check ended: nobody is asked to check it."""
+    cfg = await config(tx, source_id)
+    if cfg.project is None:
+        return
+    vid = await tx.items.by_external(cfg.project, f"{EXTERNAL_PREFIX}{answer_id}")
+    item = None if vid is None else await tx.items.get(vid)
+    if item is None or item.state != ItemState.OPEN:
+        return
+    await tx.items.set_estimate(item.id, item.confidence, item.target, ItemState.DONE)
+    if not await tx.items.any_open(cfg.project):
+        await tx.projects.set_state(cfg.project, ProjectState.DONE)
+
+
 async def pending_credit(tx: Session, user_id: int) -> int:
     """What a worker was credited for answers that other workers have not checked yet: not
     final, so not paid out (a "no" reverses it)."""
