@@ -6,13 +6,13 @@ from polycrowd.engine import ledger
 from polycrowd.engine.domain import AnswerStatus, AppealState, FlagKind, UserStatus
 from polycrowd.engine.errors import Conflict, NotFound
 from polycrowd.engine.events import Flag
+from polycrowd.engine.services import verify
 from polycrowd.engine.services.context import (
     EngineContext,
     load_project,
     load_user,
     raise_flag,
 )
-from polycrowd.engine.services import verify
 from polycrowd.engine.services.scoring import ScoringService
 from polycrowd.engine.services.users import UsersService
 from polycrowd.engine.store.base import Transaction
