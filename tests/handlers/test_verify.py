@@ -42,6 +42,10 @@ async def test_two_yes_make_the_answer_the_result(world: World) -> None:
     world.clock.advance(30)
     await chat.say(creator, ANSWER)
     assert await balance(world, creator) == 5  # pending until verified
+    [shown] = await chat.command(creator, "/balance")
+    assert "0.05" in shown.text and "waits for other workers' check" in shown.text
+    [payout] = await chat.command(creator, "/payout")
+    assert "nothing to pay out" in payout.text  # not before the check
     # the creator is not asked to check their own answer
     [none] = await chat.command(creator, "/task")
     assert ANSWER not in none.text
@@ -50,12 +54,17 @@ async def test_two_yes_make_the_answer_the_result(world: World) -> None:
     await check(world, ana, "Sí")
     await check(world, await world.worker(3), "Yes")
     assert await balance(world, creator) == 5  # final
+    [shown] = await chat.command(creator, "/balance")
+    assert "0.05" in shown.text and "waits" not in shown.text
     assert await balance(world, ana) == 1
     projects = await world.app.engine.projects()
     source = next(p for p in projects if p.name == "rewrite")
     [row] = await world.app.engine.export_rows(source.id)
     assert row["label"] == ANSWER
     assert source.state == "done"
+    # the requester sees the verify project named after its source project
+    [listed] = await chat.command(world.requester, "/projects")
+    assert "rewrite · verify" in listed.text
 
 
 async def test_two_no_reverse_the_credit(world: World) -> None:

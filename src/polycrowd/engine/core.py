@@ -360,6 +360,10 @@ class Engine:
     async def worker_stats(self, user_id: int) -> WorkerStats:
         return await self.users.worker_stats(user_id)
 
+    async def pending_credit(self, user_id: int) -> int:
+        """Of the balance, the credits still waiting for other workers' check (not paid out)."""
+        return await self.users.pending_credit(user_id)
+
     async def my_data(self, user_id: int) -> dict[str, Any]:
         """Everything stored about a user, as one JSON-ready dict (for /mydata)."""
         return await self.users.my_data(user_id)

@@ -384,7 +384,18 @@ def verdict_reply(result: SubmitResult) -> Reply:
 
 async def balance(ctx: Context, event: Event) -> list[Reply]:
     user = await ctx.engine.get_user(ctx.user.id)
-    return [ctx.text(N_("Your balance: %(balance)s"), balance=money(user.balance))]
+    lines = [Msg(N_("Your balance: %(balance)s"), {"balance": money(user.balance)})]
+    lines += pending_line(await ctx.engine.pending_credit(ctx.user.id))
+    return [Reply.of(*lines)]
+
+
+def pending_line(pending: int) -> list[Msg]:
+    """The part of a balance that other workers have not checked yet (not paid out)."""
+    if pending <= 0:
+        return []
+    return [
+        Msg(N_("of which %(pending)s waits for other workers' check"), {"pending": money(pending)})
+    ]
 
 
 async def stats(ctx: Context, event: Event) -> list[Reply]:
@@ -411,6 +422,7 @@ async def stats(ctx: Context, event: Event) -> list[Reply]:
                 N_("Earned: %(earned)s, balance %(balance)s"),
                 {"earned": money(s.earnings), "balance": money(s.balance)},
             ),
+            *pending_line(s.pending),
             ephemeral=True,
         )
     ]

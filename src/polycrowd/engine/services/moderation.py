@@ -6,6 +6,7 @@ from polycrowd.engine import ledger
 from polycrowd.engine.domain import AnswerStatus, AppealState, FlagKind, UserStatus
 from polycrowd.engine.errors import Conflict, NotFound
 from polycrowd.engine.events import Flag
+from polycrowd.engine.services import verify
 from polycrowd.engine.services.context import (
     EngineContext,
     load_project,
@@ -65,6 +66,7 @@ class ModerationService:
                         )
                     project = await load_project(tx, row["project_id"])
                     await self.scoring.uncount(tx, project, int(row["item_id"]))
+                    await verify.withdraw(tx, project.id, answer_id)
                 outcome = "rejected"
             await tx.flags.resolve_answer(answer_id, outcome)
         return outcome

@@ -7,6 +7,7 @@ from typing import Any
 from polycrowd.engine import ledger
 from polycrowd.engine.domain import PayoutState
 from polycrowd.engine.errors import Conflict, NotFound
+from polycrowd.engine.services import verify
 from polycrowd.engine.services.context import EngineContext, load_user
 from polycrowd.engine.services.users import UsersService
 from polycrowd.engine.types import LedgerEntry, Role
@@ -21,7 +22,9 @@ class PaymentsService:
     async def request_payout(self, user_id: int) -> int:
         async with self.ctx.db.transaction() as tx:
             user = await load_user(tx, user_id)
-            amount = user.balance - await tx.payouts.pending_sum(user_id)
+            # A credit still waiting for other workers' check is not final (verify.py)
+            held = await tx.payouts.pending_sum(user_id) + await verify.pending_credit(tx, user_id)
+            amount = user.balance - held
             if amount <= 0:
                 raise Conflict(N_("There is nothing to pay out yet."))
             return await tx.payouts.create(user_id, amount, self.ctx.clock())
@@ -39,7 +42,10 @@ class PaymentsService:
             user_id, amount = payout
             if approve:
                 user = await load_user(tx, user_id)
-                amount = min(amount, user.balance)
+                # never what a "no" from the checkers could still take back
+                free = user.balance - await verify.pending_credit(tx, user_id)
+                amount = max(0, min(amount, free))
+            if approve and amount > 0:
                 await ledger.append(
                     tx,
                     user_id,

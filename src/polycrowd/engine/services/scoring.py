@@ -262,11 +262,10 @@ class ScoringService:
             done = last_answer_moot(project, votes)  # it could not change the label
         vcfg = verify.config_of(project)
         if vcfg.project is not None:
-            # create-then-verify: only a verification closes an item (verify.decide)
-            current = await tx.items.get(item_id)
-            done = current is not None and current.state == ItemState.DONE
-            if done:
-                return
+            # create-then-verify: only a verified answer is the result (verify.decide closes
+            # the item; a moderator's overrule of that answer reopens it: verify.settle)
+            await verify.settle(tx, vcfg, project, item_id, rows, self.ctx.clock())
+            return
         if vote is not None and not done:
             await prelabels.after_answer(tx, project, item_id, vote, label, agreement, answered)
         new_target = target

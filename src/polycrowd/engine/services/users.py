@@ -17,6 +17,7 @@ from polycrowd.engine.language import (
     count_words,
     trusted_languages,
 )
+from polycrowd.engine.services import verify
 from polycrowd.engine.services.context import EngineContext, load_user
 from polycrowd.engine.store.base import Transaction
 from polycrowd.engine.types import Role, User
@@ -37,6 +38,7 @@ class WorkerStats:
     earnings: int
     balance: int
     languages: tuple[str, ...]
+    pending: int = 0  # of the balance: credits still waiting for other workers' check
 
 
 class UsersService:
@@ -177,6 +179,7 @@ class UsersService:
             totals = await tx.skills.totals(user_id)
             earned = await tx.ledger.earned(user_id)
             trusted = await tx.languages.trusted(user_id)
+            pending = await verify.pending_credit(tx, user_id)
         skill = quality.Skill(*totals) if totals else quality.Skill()
         return WorkerStats(
             answers=int(r["n"] or 0),
@@ -189,15 +192,24 @@ class UsersService:
             earnings=earned,
             balance=user.balance,
             languages=trusted,
+            pending=pending,
         )
+
+    async def pending_credit(self, user_id: int) -> int:
+        """Of the balance, the credits still waiting for other workers' check."""
+        async with self.ctx.db.read() as tx:
+            return await verify.pending_credit(tx, user_id)
 
     async def my_data(self, user_id: int) -> dict[str, Any]:
         """Everything stored about a user, as one JSON-ready dict (for /mydata)."""
         async with self.ctx.db.read() as tx:
             out = await tx.users.personal_data(user_id)
             state = await tx.state.of_user(user_id)
+            pending = await verify.pending_credit(tx, user_id)
         if out is None:
             raise NotFound(N_("Nothing found with that id."))
+        # of the balance, what other workers have not checked yet (create-then-verify)
+        out["pending_verification"] = pending
         # a conversation in progress, the current project, the leaderboard choice
         out["state"] = {key: _json_or_text(value) for key, value in state.items()}
         return out

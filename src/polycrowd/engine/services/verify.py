@@ -23,7 +23,7 @@ on the text project, ``{of: "answers"}`` on its verify project.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from polycrowd.engine import ledger
 from polycrowd.engine.domain import AnswerStatus, ItemState, ProjectState, TaskType
 from polycrowd.engine.io import ProjectSpec
 from polycrowd.engine.store.base import Session, Transaction
-from polycrowd.engine.types import Item, Project
+from polycrowd.engine.types import Item, Project, RowLike
 from polycrowd.i18n import N_, Translator
 
 YES, NO = "yes", "no"
@@ -189,20 +189,7 @@ async def decide(
         return None
     if label == YES:
         if src.state == ItemState.OPEN:
-            await tx.results.save_online(
-                src.id,
-                source.id,
-                str(row["payload"]),
-                confidence,
-                agreement,
-                src.answered,
-                now,
-                None,
-                confidence,
-            )
-            await tx.items.set_estimate(src.id, confidence, src.target, ItemState.DONE)
-            if not await tx.items.any_open(source.id):
-                await tx.projects.set_state(source.id, ProjectState.DONE)
+            await _close(tx, source, src, str(row["payload"]), confidence, agreement, now)
         return "verified"
     await tx.answers.set_status(answer_id, AnswerStatus.OVERRULED, REVERSED)
     if row["reward"]:
@@ -218,6 +205,85 @@ async def decide(
         )
     await scoring.uncount(tx, source, src.id)
     return "rejected"
+
+
+async def _close(
+    tx: Transaction,
+    source: Project,
+    src: Item,
+    payload: str,
+    confidence: float,
+    agreement: float,
+    now: float,
+) -> None:
+    """A verified answer is the source item's result; the item (maybe the project) is done."""
+    await tx.results.save_online(
+        src.id, source.id, payload, confidence, agreement, src.answered, now, None, confidence
+    )
+    await tx.items.set_estimate(src.id, confidence, src.target, ItemState.DONE)
+    if not await tx.items.any_open(source.id):
+        await tx.projects.set_state(source.id, ProjectState.DONE)
+
+
+async def settle(
+    tx: Transaction,
+    cfg: VerifyConfig,
+    project: Project,
+    item_id: int,
+    rows: Sequence[RowLike],
+    now: float,
+) -> None:
+    """An item of a verified project after its counted answers changed (``rows``: those
+    still standing). A done item keeps its result while a verified answer stands behind it;
+    an open one (a moderator overruled the verified answer, or no check said yes yet) takes
+    another standing, verified answer as its result, or has none: an answer nobody confirmed
+    is never the result."""
+    item = await tx.items.get(item_id)
+    if item is None or item.state == ItemState.DONE:
+        return  # only verify.decide closes an item
+    for r in rows:
+        answer_id = int(r["id"])
+        if await state(tx, cfg, answer_id) == "verified":
+            vid = await tx.items.by_external(cfg.project or 0, f"{EXTERNAL_PREFIX}{answer_id}")
+            checked = None if vid is None else await tx.items.get(vid)
+            conf = 1.0 if checked is None else checked.confidence
+            await _close(tx, project, item, str(r["payload"]), conf, conf, now)
+            return
+    await tx.results.delete(item_id)
+
+
+async def withdraw(tx: Transaction, source_id: int, answer_id: int) -> None:
+    """A moderator overruled an answer before its check ended: nobody is asked to check it."""
+    cfg = await config(tx, source_id)
+    if cfg.project is None:
+        return
+    vid = await tx.items.by_external(cfg.project, f"{EXTERNAL_PREFIX}{answer_id}")
+    item = None if vid is None else await tx.items.get(vid)
+    if item is None or item.state != ItemState.OPEN:
+        return
+    await tx.items.set_estimate(item.id, item.confidence, item.target, ItemState.DONE)
+    if not await tx.items.any_open(cfg.project):
+        await tx.projects.set_state(cfg.project, ProjectState.DONE)
+
+
+async def pending_credit(tx: Session, user_id: int) -> int:
+    """What a worker was credited for answers that other workers have not checked yet: not
+    final, so not paid out (a "no" reverses it)."""
+    total = 0
+    configs: dict[int, VerifyConfig] = {}
+    for checker_id, external in await tx.items.awaiting_check(user_id, EXTERNAL_PREFIX):
+        digits = external[len(EXTERNAL_PREFIX) :]
+        if not digits.isdigit():
+            continue
+        row = await tx.answers.with_reward(int(digits))
+        if row is None or int(row["worker_id"]) != user_id or row["status"] not in COUNTED:
+            continue
+        source = int(row["project_id"])
+        if source not in configs:
+            configs[source] = await config(tx, source)
+        if configs[source].project == checker_id:  # the check of this very answer
+            total += int(row["reward"] or 0)
+    return total
 
 
 async def state(tx: Session, cfg: VerifyConfig, answer_id: int) -> str | None:

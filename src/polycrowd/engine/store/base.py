@@ -345,6 +345,11 @@ class ItemRepository(Protocol):
     async def uncount(self, item_id: int, overlap: int) -> None:
         """One counted answer no longer counts: its slot reopens."""
 
+    async def awaiting_check(self, user_id: int, prefix: str) -> list[tuple[int, str]]:
+        """(project_id, external_id) of open items whose external id starts with ``prefix``
+        on which the user holds a skipped assignment (create-then-verify: the checks of the
+        user's own answers, still waiting for other workers)."""
+
     async def counts(self, project_id: int) -> RowLike:
         """items, gold, done, live of a project."""
 
@@ -427,7 +432,8 @@ class AnswerRepository(Protocol):
     async def counted_for_item(
         self, item_id: int, skill: str, default_skill: float
     ) -> list[RowLike]:
-        """worker_id, payload, decision, model_version, skill of an item's counted answers."""
+        """id, worker_id, payload, decision, model_version, skill of an item's counted
+        answers."""
 
     async def recent_timings(self, user_id: int, limit: int = 10) -> list[tuple[float, str]]:
         """(seconds, item text) of the worker's latest answers."""
@@ -471,6 +477,9 @@ class AnswerRepository(Protocol):
 
 
 class ResultRepository(Protocol):
+    async def delete(self, item_id: int) -> None:
+        """An item has no result (any more)."""
+
     async def save_many(self, rows: Iterable[Sequence[Any]]) -> None:
         """(item_id, project_id, label, method, confidence, agreement, answers, now) rows."""
 

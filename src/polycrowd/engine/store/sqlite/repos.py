@@ -561,6 +561,16 @@ class ItemRepo(_Repo):
             (overlap, item_id),
         )
 
+    async def awaiting_check(self, user_id: int, prefix: str) -> list[tuple[int, str]]:
+        rows = await self.tx.all(
+            "SELECT i.project_id, i.external_id FROM assignments s"
+            " JOIN items i ON i.id = s.item_id"
+            " WHERE s.worker_id = ? AND s.state = 'skipped' AND i.state = 'open'"
+            " AND i.external_id LIKE ?",
+            (user_id, prefix.replace("%", "").replace("_", "") + "%"),
+        )
+        return [(int(r["project_id"]), str(r["external_id"])) for r in rows]
+
     async def counts(self, project_id: int) -> RowLike:
         """items, gold, done, live of a project."""
         r = await self.tx.one(
@@ -812,10 +822,11 @@ class AnswerRepo(_Repo):
     async def counted_for_item(
         self, item_id: int, skill: str, default_skill: float
     ) -> list[RowLike]:
-        """worker_id, payload, decision, model_version, skill of an item's counted answers."""
+        """id, worker_id, payload, decision, model_version, skill of an item's counted
+        answers."""
         return list(
             await self.tx.all(
-                "SELECT a.worker_id, a.payload, a.decision, a.model_version,"
+                "SELECT a.id, a.worker_id, a.payload, a.decision, a.model_version,"
                 " COALESCE(s.mean, ?) AS skill FROM answers a"
                 " LEFT JOIN user_skills s ON s.user_id = a.worker_id AND s.skill = ?"
                 " WHERE a.item_id = ? AND a.status IN ('accepted', 'review')",
@@ -987,6 +998,9 @@ RESULT_UPSERT = (
 
 
 class ResultRepo(_Repo):
+    async def delete(self, item_id: int) -> None:
+        await self.tx.run("DELETE FROM results WHERE item_id = ?", (item_id,))
+
     async def save_many(self, rows: Iterable[Sequence[Any]]) -> None:
         """(item_id, project_id, label, method, confidence, agreement, answers, now) rows."""
         await self.tx.many(RESULT_UPSERT, rows)
