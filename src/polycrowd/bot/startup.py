@@ -94,6 +94,17 @@ def check_settings(settings: Settings) -> None:
     from polycrowd.engine.digests import quiet_hours
 
     quiet_hours(s.quiet_hours)
+    s.store_options()  # POLYCROWD_DB_READERS, POLYCROWD_PG_POOL_MIN/MAX
+    plan = s.shard_plan()  # POLYCROWD_DISCORD_SHARDS, POLYCROWD_DISCORD_SHARD_IDS
+    from polycrowd.engine.store import is_postgres
+
+    if plan.partial and not is_postgres(s.db):
+        raise bad(
+            "discord_shard_ids",
+            " ".join(map(str, plan.ids or ())),
+            "the other shards' processes need one PostgreSQL database; a SQLite file is"
+            " served by one process, which then runs every shard",
+        )
 
 
 async def check_telegram(settings: Settings, *, limit_s: float = TELEGRAM_CHECK_TIMEOUT) -> str:
