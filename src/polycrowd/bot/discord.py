@@ -793,6 +793,9 @@ class PolycrowdBot(discord.Client):
         pace_requests(self.http, self.adapter.budget)
         self.add_dynamic_items(TaskButton, LabelSelect, OptionSelect, AnswerButton, StaleComponent)
         await self.tree.set_translator(CatalogTranslator(self.adapter.translator))
+        ids = self.adapter.shards.ids
+        if ids is not None and 0 not in ids:
+            return  # the process that runs shard 0 syncs the commands, once for all
         guilds = self.adapter.guilds
         if guilds:
             for gid in guilds:
