@@ -106,7 +106,8 @@ async def test_a_sharded_bot_serves_commands_and_sends_through_its_budget(
 async def test_only_the_process_with_shard_0_syncs_the_commands(tmp_path: Path) -> None:
     settings = _settings(str(tmp_path / "p.db"), discord_shards="2", discord_shard_ids="1")
     async with discord_world(settings) as (_app, adapter, h):
-        assert h.bot.shard_ids == [1]
+        bot = h.bot
+        assert isinstance(bot, ShardedPolycrowdBot) and bot.shard_ids == [1]
         assert h.commands() == {}  # the process running shard 0 syncs them, once for all
         assert adapter.shards.partial
 
