@@ -2,8 +2,8 @@
 
 ``run`` calls, in this order, :func:`check_settings` (every enumerated or ranged setting,
 pool sizes and Discord shards included, so a bad ``POLYCROWD_LANGUAGE_BACKEND`` or
-``POLYCROWD_CHECKER_HEAD`` is one line instead of
-a traceback and a process that never exits), :func:`check_telegram` (one ``getMe`` with a
+``POLYCROWD_CHECKER_HEAD`` is one line instead of a traceback and a process that never
+exits), :func:`check_telegram` (one ``getMe`` with a
 short timeout: a rejected token or an unreachable Bot API is one line naming the host, never
 the token), then opens the database (``database not found`` like every other command).
 :func:`explain` turns the platform libraries' start errors into the same kind of line.
