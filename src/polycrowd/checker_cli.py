@@ -48,7 +48,7 @@ async def _examples(settings: Settings, project_id: int) -> tuple[Any, list[tupl
     from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await open_store(settings.db, create=False)
+    db = await open_store(settings.db, create=False, **settings.store_options())
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         project = await engine.get_project(project_id)
@@ -63,7 +63,7 @@ async def _save_config(settings: Settings, project_id: int, config: dict[str, An
     from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await open_store(settings.db, create=False)
+    db = await open_store(settings.db, create=False, **settings.store_options())
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         await engine.update_checker_config(project_id, config)

@@ -207,7 +207,9 @@ async def _with_engine(
     from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await open_store(settings.db, create=create, readonly=readonly)
+    db = await open_store(
+        settings.db, create=create, readonly=readonly, **settings.store_options()
+    )
     try:
         detector = LanguageDetector("script", settings.languages)
         keyring = LedgerKeyring.for_store(settings.db, settings)

@@ -68,7 +68,7 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
     from polycrowd.models.rules import RulesChecker
 
     async def go() -> dict[str, Any]:
-        db = await open_store(settings.db, create=False)
+        db = await open_store(settings.db, create=False, **settings.store_options())
         try:
             engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
             project = await engine.get_project(args.project)

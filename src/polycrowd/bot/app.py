@@ -169,7 +169,7 @@ async def build_app(
 ) -> App:
     """The app on ``settings.db`` (``create``: a missing file becomes a new database). A
     failure part way closes what was opened: a live database thread keeps a process alive."""
-    db = await open_store(settings.db, create=create)
+    db = await open_store(settings.db, create=create, **settings.store_options())
     try:
         return await _build(db, settings, checker, detector, translator, engine_factory)
     except BaseException:

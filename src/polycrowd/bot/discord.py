@@ -48,10 +48,12 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str
 
+from polycrowd.bot.budget import SharedBudget, keep_share
 from polycrowd.bot.escaping import clean
 from polycrowd.engine.types import Role
 from polycrowd.handlers.types import Button, Document, Event, EventKind, Photo, Reply
 from polycrowd.i18n import N_, Msg, Translator
+from polycrowd.settings import ShardPlan
 
 if TYPE_CHECKING:
     from polycrowd.bot.app import App
@@ -775,19 +777,25 @@ def _make_callback(adapter: DiscordAdapter, name: str, options: tuple[Option, ..
 class PolycrowdBot(discord.Client):
     """One discord.py client per start; everything it knows comes from its adapter."""
 
-    def __init__(self, adapter: DiscordAdapter) -> None:
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels (the admin channel) in the cache
         intents.dm_messages = True  # text answers and files sent to the bot directly
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(
+            intents=intents, allowed_mentions=discord.AllowedMentions.none(), **options
+        )
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
         for command in adapter.slash_commands():
             self.tree.add_command(command)
 
     async def setup_hook(self) -> None:
+        pace_requests(self.http, self.adapter.budget)
         self.add_dynamic_items(TaskButton, LabelSelect, OptionSelect, AnswerButton, StaleComponent)
         await self.tree.set_translator(CatalogTranslator(self.adapter.translator))
+        ids = self.adapter.shards.ids
+        if ids is not None and 0 not in ids:
+            return  # the process that runs shard 0 syncs the commands, once for all
         guilds = self.adapter.guilds
         if guilds:
             for gid in guilds:
@@ -810,6 +818,32 @@ class PolycrowdBot(discord.Client):
         if custom_id.startswith(ANSWER_PREFIX):
             text = modal_value(data.get("components")) or ""
             await self.adapter.on_modal(interaction, custom_id[len(ANSWER_PREFIX) :], text)
+
+
+class ShardedPolycrowdBot(PolycrowdBot, discord.AutoShardedClient):
+    """The same bot on discord.py's AutoShardedClient: ``shard_count`` gateway connections
+    (None: as many as Discord recommends), of which this process runs ``shard_ids``."""
+
+
+#: Discord allows a bot 50 REST requests a second overall; a little under, as for Telegram.
+#: Interaction responses and follow-ups do not count (they are webhook calls).
+DISCORD_PER_S = 45.0
+DISCORD_BURST = 20.0
+
+
+def pace_requests(http: Any, budget: SharedBudget) -> None:
+    """Every REST request of ``http`` (a discord.py HTTPClient) waits for its slot of the
+    bot's overall budget first; discord.py still keeps each route's own bucket."""
+    request = http.request
+    if getattr(request, "polycrowd_budget", None) is budget:
+        return
+
+    async def paced(*args: Any, **kwargs: Any) -> Any:
+        await budget.turn()
+        return await request(*args, **kwargs)
+
+    paced.polycrowd_budget = budget  # type: ignore[attr-defined]
+    http.request = paced
 
 
 # The adapter ----------------------------------------------------------------------------------
@@ -836,6 +870,7 @@ class DiscordAdapter:
     _langs: dict[int, str] = field(default_factory=dict)  # discord user id -> language
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _runner: asyncio.Task[None] | None = None
+    _share_task: asyncio.Task[None] | None = None
 
     name = PLATFORM
 
@@ -846,6 +881,10 @@ class DiscordAdapter:
         self.guilds = self.guilds or tuple(s.discord_guilds)
         self.token = self.token or s.discord_token
         self.renderer = Renderer(self.app.translator)
+        # POLYCROWD_DISCORD_SHARDS / _SHARD_IDS (SettingsError when they do not fit)
+        self.shards: ShardPlan = s.shard_plan()
+        # the bot's overall REST budget, split between the processes that run it
+        self.budget = SharedBudget(DISCORD_PER_S, DISCORD_BURST)
 
     @property
     def translator(self) -> Translator:
@@ -858,9 +897,30 @@ class DiscordAdapter:
     # lifecycle -------------------------------------------------------------------------
 
     def build_bot(self) -> PolycrowdBot:
-        """A fresh client (slash commands, persistent components); replaces the previous one."""
-        self.bot = PolycrowdBot(self)
+        """A fresh client (slash commands, persistent components); replaces the previous one.
+        Sharded (:class:`ShardedPolycrowdBot`) when POLYCROWD_DISCORD_SHARDS asks for it."""
+        plan = self.shards
+        if plan.sharded:
+            ids = list(plan.ids) if plan.ids is not None else None
+            self.bot = ShardedPolycrowdBot(self, shard_count=plan.count, shard_ids=ids)
+        else:
+            self.bot = PolycrowdBot(self)
         return self.bot
+
+    @property
+    def share_group(self) -> str:
+        """The peer group of the processes that run this bot (its user id; after login)."""
+        user = self._client().user
+        if user is None:
+            raise RuntimeError("the Discord bot has not logged in")
+        return f"{PLATFORM}:{user.id}"
+
+    async def refresh_share(self) -> int:
+        """Count the processes running this bot (their peer slots on the database) and use
+        that share of the bot's budget; the count."""
+        n = await self.app.engine.db.peers(self.share_group)
+        self.budget.set_share(n)
+        return n
 
     async def start(self) -> None:
         """Log in, sync commands and connect to the gateway in the background."""
@@ -875,11 +935,20 @@ class DiscordAdapter:
                 ready.cancel()
                 runner.result()  # raises why the connection ended
                 raise RuntimeError("the Discord gateway connection ended before it was ready")
+            db, group = self.app.engine.db, self.share_group
+            self._share_task = asyncio.create_task(
+                keep_share(lambda: db.peers(group), self.budget.set_share, PLATFORM)
+            )
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self._share_task is not None:
+            self._share_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._share_task
+            self._share_task = None
         if self.bot is not None:
             await self.bot.close()
         if self._runner is not None:
@@ -1140,6 +1209,7 @@ __all__ = [
     "Outgoing",
     "PolycrowdBot",
     "Renderer",
+    "ShardedPolycrowdBot",
     "StaleComponent",
     "TaskButton",
     "option_args",

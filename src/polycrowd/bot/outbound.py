@@ -46,6 +46,9 @@ from telegram.ext import BaseRateLimiter
 from telegram.request import BaseRequest, RequestData
 from telegram.warnings import PTBDeprecationWarning
 
+from polycrowd.bot.budget import Slots as _Slots
+from polycrowd.bot.budget import shared_slots
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -93,30 +96,6 @@ class OutboundStats:
     retried_network: int = 0
     failed: int = 0
     pending: int = 0  # calls queued for a slot or on the wire now (the queue's depth)
-
-
-class _Slots:
-    """Evenly spaced slots with a burst allowance, handed out first come, first served."""
-
-    __slots__ = ("interval", "tat", "tolerance")
-
-    def __init__(self, per_s: float, burst: float) -> None:
-        self.interval = 1.0 / per_s
-        self.tolerance = self.interval * max(0.0, burst - 1.0)
-        self.tat = 0.0  # the theoretical arrival time of the next call
-
-    def reserve(self, now: float) -> float:
-        """Take the next slot; return the time at which it may be used (``now`` or later)."""
-        at = max(now, self.tat - self.tolerance)
-        self.tat = max(self.tat, at) + self.interval
-        return at
-
-    def hold(self, until: float) -> None:
-        """No slot before ``until`` (after a 429)."""
-        self.tat = max(self.tat, until + self.tolerance)
-
-    def idle(self, now: float) -> bool:
-        return self.tat <= now
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -194,9 +173,8 @@ class OutboundQueue(BaseRateLimiter[int]):
             return
         self._share = processes
         lim = self.limits
-        overall = _Slots(lim.overall_per_s / processes, max(1.0, lim.overall_burst / processes))
-        overall.tat = self._overall.tat
-        self._overall = overall
+        overall = self._overall
+        self._overall = shared_slots(lim.overall_per_s, lim.overall_burst, processes, overall)
 
     async def initialize(self) -> None:
         """Nothing to set up."""

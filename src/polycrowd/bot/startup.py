@@ -1,8 +1,9 @@
 """Start-up checks for ``polycrowd run``: fail in one line, before anything starts.
 
 ``run`` calls, in this order, :func:`check_settings` (every enumerated or ranged setting,
-so a bad ``POLYCROWD_LANGUAGE_BACKEND`` or ``POLYCROWD_CHECKER_HEAD`` is one line instead of
-a traceback and a process that never exits), :func:`check_telegram` (one ``getMe`` with a
+pool sizes and Discord shards included, so a bad ``POLYCROWD_LANGUAGE_BACKEND`` or
+``POLYCROWD_CHECKER_HEAD`` is one line instead of a traceback and a process that never
+exits), :func:`check_telegram` (one ``getMe`` with a
 short timeout: a rejected token or an unreachable Bot API is one line naming the host, never
 the token), then opens the database (``database not found`` like every other command).
 :func:`explain` turns the platform libraries' start errors into the same kind of line.
@@ -94,6 +95,17 @@ def check_settings(settings: Settings) -> None:
     from polycrowd.engine.digests import quiet_hours
 
     quiet_hours(s.quiet_hours)
+    s.store_options()  # POLYCROWD_DB_READERS, POLYCROWD_PG_POOL_MIN/MAX
+    plan = s.shard_plan()  # POLYCROWD_DISCORD_SHARDS, POLYCROWD_DISCORD_SHARD_IDS
+    from polycrowd.engine.store import is_postgres
+
+    if plan.partial and not is_postgres(s.db):
+        raise bad(
+            "discord_shard_ids",
+            " ".join(map(str, plan.ids or ())),
+            "the other shards' processes need one PostgreSQL database; a SQLite file is"
+            " served by one process, which then runs every shard",
+        )
 
 
 async def check_telegram(settings: Settings, *, limit_s: float = TELEGRAM_CHECK_TIMEOUT) -> str:

@@ -64,6 +64,7 @@ from telegram.ext import (
     TypeHandler,
 )
 
+from polycrowd.bot.budget import keep_share
 from polycrowd.bot.escaping import clean, telegram_html
 from polycrowd.bot.outbound import (
     AiohttpRequest,
@@ -262,9 +263,6 @@ def chat_ref(chat_id: str | int) -> int | str:
 # The adapter ----------------------------------------------------------------------------------
 
 
-SHARE_EVERY_S = 10.0  # how often a process recounts the processes sharing its bot
-
-
 class TelegramAdapter:
     """The Telegram platform: long polling (or a webhook), replies, proactive sends."""
 
@@ -425,16 +423,8 @@ class TelegramAdapter:
         sends with this bot token on one PostgreSQL database holds a peer slot there, and
         each uses 1/N of the 30 messages/s (:meth:`OutboundQueue.set_share`)."""
         group = f"telegram:{bot_id}"
-        while True:
-            try:
-                n = await self.app.engine.db.peers(group)
-            except Exception:
-                log.warning("telegram: cannot count the processes sharing the bot", exc_info=True)
-            else:
-                if n != self.queue.share:
-                    log.info("telegram: %d processes share the bot's budget", n)
-                self.queue.set_share(n)
-            await asyncio.sleep(SHARE_EVERY_S)
+        db = self.app.engine.db
+        await keep_share(lambda: db.peers(group), self.queue.set_share, PLATFORM)
 
     async def _set_commands(self, application: TgApplication) -> None:
         """The command menu: worker commands for everyone, moderation in the admin chat."""

@@ -439,7 +439,7 @@ async def serve(
     from polycrowd.engine.store import open_store
     from polycrowd.models.rules import RulesChecker
 
-    db = await open_store(settings.db, create=False)
+    db = await open_store(settings.db, create=False, **settings.store_options())
     engine = Engine(db, RulesChecker(), LanguageDetector("script").detect, clock=time.time)
     runner = await start_site(make_app(engine, settings), host, port)
     stop = stop or asyncio.Event()

@@ -20,17 +20,31 @@ def is_postgres(url: str | Path) -> bool:
 
 
 async def open_store(
-    url: str | Path, *, create: bool = True, readonly: bool = False, **kw: Any
+    url: str | Path,
+    *,
+    create: bool = True,
+    readonly: bool = False,
+    readers: int | None = None,
+    pool_min: int | None = None,
+    pool_max: int | None = None,
+    **kw: Any,
 ) -> Store:
     """The store behind ``url``: a PostgreSQL URL, or else the path of a SQLite file.
 
     ``readonly``: a SQLite file is opened ``mode=ro`` (no write, no migration, no WAL switch);
-    on PostgreSQL the role's privileges decide, as for every other command."""
+    on PostgreSQL the role's privileges decide, as for every other command. ``readers``: the
+    SQLite reader connections (None: :func:`~.sqlite.database.default_readers`);
+    ``pool_min``/``pool_max``: the PostgreSQL connection pool's size (None: 1 and 10).
+    ``Settings.store_options()`` gives all three from the environment."""
     if is_postgres(url):
         from polycrowd.engine.store.postgres import PgDatabase
 
+        if pool_min is not None:
+            kw["min_size"] = pool_min
+        if pool_max is not None:
+            kw["max_size"] = pool_max
         return await PgDatabase.open(str(url), create=create, **kw)
-    return await Database.open(url, create=create, readonly=readonly)
+    return await Database.open(url, create=create, readonly=readonly, readers=readers)
 
 
 __all__ = [

@@ -357,6 +357,11 @@ class Database:
             raise StoreError("database is not open")
         return self._conn
 
+    @property
+    def readers(self) -> int:
+        """Reader connections open beside the writer (0: reads go through the writer)."""
+        return len(self._readers)
+
     async def peers(self, group: str) -> int:
         """Processes sharing ``group``: one (a SQLite file is served by one process)."""
         return 1
