@@ -89,55 +89,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
 
 
-def spec_text() -> str:
-    return (
-        "name: Load sentiment\n"
-        "type: choice\n"
-        f"labels: [{', '.join(LABELS)}]\n"
-        "languages: [en]\n"
-        'instructions: "Is the text positive or negative?"\n'
-        f"overlap: {OVERLAP}\n"
-        "reward: 5\n"
-        "assignment_ttl: 604800\n"
-    )
-
-
-def items_text(n: int, rng: random.Random) -> str:
-    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "meh", "ok", "wow"]
-    lines = ["id,text"]
-    for i in range(n):
-        lines.append(f"l{i},{' '.join(rng.choice(words) for _ in range(rng.randint(3, 6)))} #{i}")
-    return "\n".join(lines) + "\n"
-
-
-def base_env(fake: Any, tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYCROWD_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")])),
-        XDG_CONFIG_HOME=str(tmp / "config"),
-        POLYCROWD_TELEGRAM_TOKEN=fake.token,
-        POLYCROWD_TELEGRAM_API_URL=fake.url,
-        POLYCROWD_LANGUAGE_BACKEND="script",
-        POLYCROWD_LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-async def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "polycrowd", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"polycrowd {' '.join(args)}: {done.stderr.strip()}")
-    return done
-
-
 # ------------------------------------------------------------------------------- the bot
 
 
@@ -237,8 +188,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     db = tmp / "load.db"
     n_items = math.ceil(args.workers * args.seconds / args.think[0] / OVERLAP * 1.3)
     n_items += 2 * args.workers
-    (tmp / "spec.yaml").write_text(spec_text())
-    (tmp / "items.csv").write_text(items_text(n_items, rng))
     fake = fake_mod.FakeTelegram()
     await fake.start()
     if args.rate_scale > 0:
@@ -249,11 +198,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             group_per_minute=20.0 * scale,
             overall=30.0 * scale,
         )
-    env = base_env(fake, tmp)
+    env = crowd_mod.bot_env(fake, tmp, SRC, "WARNING")
     say(f"creating the project with {n_items} items")
-    await cli(env, tmp, "project", "create", "spec.yaml", "--db", str(db))
-    await cli(env, tmp, "import", "1", "items.csv", "--db", str(db))
-    await cli(env, tmp, "project", "launch", "1", "--db", str(db))
+    spec = crowd_mod.sentiment_spec("Load sentiment", LABELS, OVERLAP)
+    items = crowd_mod.sentiment_items(n_items, rng, "l", (3, 6))
+    await crowd_mod.create_project(env, tmp, db, spec, items)
     crowd = crowd_mod.Crowd(
         fake, args.workers, think=tuple(args.think), retry_s=args.retry, seed=args.seed
     )

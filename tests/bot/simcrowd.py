@@ -13,6 +13,9 @@ after the answer's transaction committed): :attr:`Crowd.acks` holds one :class:`
 acknowledged (worker, assignment) with the button the worker pressed and the latency from
 the press to the acknowledgement.
 
+The module also makes the project both use the way a user would, through the CLI
+(:func:`create_project`), and the environment the bot's process runs in (:func:`bot_env`).
+
 Like the fake, this module imports neither python-telegram-bot nor pytest, so benchmarks can
 load it by path. Every callback runs on the fake's event loop.
 """
@@ -21,12 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import subprocess
+import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["Ack", "Crowd", "SimWorker"]
+__all__ = [
+    "Ack",
+    "Crowd",
+    "SimWorker",
+    "bot_env",
+    "create_project",
+    "polycrowd_cli",
+    "sentiment_items",
+    "sentiment_spec",
+]
 
 ACK_TEXT: Final = "Your answer"
 LANGUAGES_DONE: Final = "Your languages:"
@@ -283,3 +300,75 @@ class Crowd:
             w.pending = None
             w.state = "work"
             self._say(w, "/task")
+
+
+# ----------------------------------------------------------------- the project and the bot
+
+
+def sentiment_spec(name: str, labels: Sequence[str], overlap: int) -> str:
+    """A choice project in English whose assignments never expire during a run."""
+    return (
+        f"name: {name}\n"
+        "type: choice\n"
+        f"labels: [{', '.join(labels)}]\n"
+        "languages: [en]\n"
+        'instructions: "Is the text positive or negative?"\n'
+        f"overlap: {overlap}\n"
+        "reward: 5\n"
+        "assignment_ttl: 604800\n"
+    )
+
+
+def sentiment_items(n: int, rng: random.Random, prefix: str, words: tuple[int, int]) -> str:
+    """``n`` items ``<prefix><i>`` of ``words`` (min, max) random sentiment words, as CSV."""
+    vocabulary = ["good", "bad", "fine", "awful", "great", "poor", "nice", "meh", "ok", "wow"]
+    lines = ["id,text"]
+    for i in range(n):
+        text = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(*words)))
+        lines.append(f"{prefix}{i},{text} #{i}")
+    return "\n".join(lines) + "\n"
+
+
+def bot_env(fake: Any, home: Path, src: Path, log_level: str) -> dict[str, str]:
+    """This process's environment without any POLYCROWD_ setting, pointed at ``fake``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYCROWD_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")])),
+        XDG_CONFIG_HOME=str(home / "config"),
+        POLYCROWD_TELEGRAM_TOKEN=fake.token,
+        POLYCROWD_TELEGRAM_API_URL=fake.url,
+        POLYCROWD_LANGUAGE_BACKEND="script",
+        POLYCROWD_LOG_LEVEL=log_level,
+    )
+    return env
+
+
+async def polycrowd_cli(
+    env: Mapping[str, str], cwd: Path, *args: str, limit_s: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m polycrowd ARGS`` in a worker thread (the event loop keeps serving)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "polycrowd", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=limit_s,
+    )
+
+
+async def create_project(
+    env: Mapping[str, str], cwd: Path, db: Path, spec: str, items: str, limit_s: float = 300.0
+) -> None:
+    """Project 1 from ``spec`` with ``items``, live, made with the CLI as a user would."""
+    (cwd / "spec.yaml").write_text(spec)
+    (cwd / "items.csv").write_text(items)
+    for args in (
+        ("project", "create", "spec.yaml"),
+        ("import", "1", "items.csv"),
+        ("project", "launch", "1"),
+    ):
+        done = await polycrowd_cli(env, cwd, *args, "--db", str(db), limit_s=limit_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"polycrowd {' '.join(args)}: {done.stderr.strip()}")

@@ -32,7 +32,14 @@ from polycrowd.engine.language import LanguageDetector
 from polycrowd.models.rules import RulesChecker
 from polycrowd.settings import Settings
 from tests.bot.faketelegram import FakeTelegram
-from tests.bot.simcrowd import Crowd
+from tests.bot.simcrowd import (
+    Crowd,
+    bot_env,
+    create_project,
+    polycrowd_cli,
+    sentiment_items,
+    sentiment_spec,
+)
 
 WORKERS = 30
 ITEMS = 75
@@ -40,52 +47,6 @@ OVERLAP = 3
 KILLS = 5
 LABELS = ("pos", "neg")
 SRC = Path(polycrowd.__file__).resolve().parents[1]
-
-
-def spec() -> str:
-    return (
-        "name: Crash sentiment\n"
-        "type: choice\n"
-        f"labels: [{', '.join(LABELS)}]\n"
-        "languages: [en]\n"
-        'instructions: "Is the text positive or negative?"\n'
-        f"overlap: {OVERLAP}\n"
-        "reward: 5\n"
-        "assignment_ttl: 604800\n"
-    )
-
-
-def items(rng: random.Random) -> str:
-    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "meh", "ok", "wow"]
-    lines = ["id,text"]
-    for i in range(ITEMS):
-        lines.append(f"c{i},{' '.join(rng.choice(words) for _ in range(4))} #{i}")
-    return "\n".join(lines) + "\n"
-
-
-def bot_env(fake: FakeTelegram, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYCROWD_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")])),
-        XDG_CONFIG_HOME=str(home / "config"),
-        POLYCROWD_TELEGRAM_TOKEN=fake.token,
-        POLYCROWD_TELEGRAM_API_URL=fake.url,
-        POLYCROWD_LANGUAGE_BACKEND="script",
-        POLYCROWD_LOG_LEVEL="INFO",
-    )
-    return env
-
-
-async def cli(env: Mapping[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "polycrowd", *args],
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 class Bot:
@@ -147,16 +108,11 @@ async def test_killed_bot_loses_no_acknowledged_answer_and_pays_each_once(
     seed = int(os.environ.get("POLYCROWD_TEST_SEED", "0")) or random.randrange(1, 1 << 30)
     rng = random.Random(seed)
     db = tmp_path / "crowd.db"
-    (tmp_path / "spec.yaml").write_text(spec())
-    (tmp_path / "items.csv").write_text(items(rng))
     async with FakeTelegram() as fake:
-        env = bot_env(fake, tmp_path)
-        created = await cli(env, tmp_path, "project", "create", "spec.yaml", "--db", str(db))
-        assert created.returncode == 0, created.stderr
-        pid = "1"
-        for args in (("import", pid, "items.csv"), ("project", "launch", pid)):
-            done = await cli(env, tmp_path, *args, "--db", str(db))
-            assert done.returncode == 0, done.stderr
+        env = bot_env(fake, tmp_path, SRC, "INFO")
+        spec = sentiment_spec("Crash sentiment", LABELS, OVERLAP)
+        items = sentiment_items(ITEMS, rng, "c", (4, 4))
+        await create_project(env, tmp_path, db, spec, items, limit_s=120)
         crowd = Crowd(fake, WORKERS, think=(0.9, 1.4), retry_s=4.0, seed=seed)
         bot = Bot(fake, crowd, db, env)
         kills = redelivered = 0
@@ -199,7 +155,7 @@ async def test_killed_bot_loses_no_acknowledged_answer_and_pays_each_once(
     assert crowd.failures == []
     log = await asyncio.to_thread(bot.log_path.read_text, errors="replace")
     assert "Traceback" not in log and " ERROR " not in log, log[-6000:]
-    audit = await cli(env, tmp_path, "audit", "--db", str(db), "--json")
+    audit = await polycrowd_cli(env, tmp_path, "audit", "--db", str(db), "--json", limit_s=120)
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
     settings = Settings(db=str(db), language_backend="script")
@@ -216,7 +172,7 @@ async def test_killed_bot_loses_no_acknowledged_answer_and_pays_each_once(
         assert len(crowd.acks) <= diag.answered_assignments
         stored = {
             (row["item"], a["worker"], a["answer"])
-            for row in await engine.export_rows(int(pid))
+            for row in await engine.export_rows(1)
             for a in row["worker_answers"]
         }
         for ack in crowd.acks:
