@@ -433,10 +433,6 @@ class Engine:
     async def live_projects(self) -> list[int]:
         return await self.maintenance.live_projects()
 
-    async def seen_update(self, platform: str, update_id: str) -> bool:
-        """Record a delivered update; True if it was seen before (a redelivery)."""
-        return await self.maintenance.seen_update(platform, update_id)
-
     async def update_handled(self, platform: str, update_id: str) -> bool:
         """True when the update was handled to the end before: a redelivery to drop."""
         return await self.maintenance.update_handled(platform, update_id)

@@ -51,7 +51,6 @@ API = {
     "close_overdue_projects": "",
     "scan_fraud": "project_id, min_common=15",
     "live_projects": "",
-    "seen_update": "platform, update_id",
     "update_handled": "platform, update_id",
     "mark_update_handled": "platform, update_id",
     "token": "user_id, action, payload",

@@ -35,12 +35,6 @@ class MaintenanceService:
         async with self.ctx.db.read() as tx:
             return await tx.projects.live_ids()
 
-    async def seen_update(self, platform: str, update_id: str) -> bool:
-        """Record a delivered update; True if it was seen before (a redelivery)."""
-        async with self.ctx.db.transaction() as tx:
-            first = await tx.tokens.first_delivery(platform, update_id, self.ctx.clock())
-        return not first
-
     async def update_handled(self, platform: str, update_id: str) -> bool:
         """True when this update was handled to the end before (a redelivery to drop)."""
         async with self.ctx.db.read() as tx:
