@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +47,9 @@ class World:
         await self.chat.command(self.requester, "/launch")
 
 
-@pytest.fixture
-async def world(tmp_path: Path, clock: FakeClock) -> AsyncIterator[World]:
-    settings = Settings().with_db(tmp_path / "chat.db")
+@contextlib.asynccontextmanager
+async def open_world(settings: Settings, clock: FakeClock) -> AsyncIterator[World]:
+    """The app on ``settings``, with a requester and a moderator; closed on exit."""
     app = await build_app(settings, checker=RulesChecker(), detector=LanguageDetector("script"))
     app.engine.clock = clock
     chat = MemoryChat(app.dispatcher, app.translator)
@@ -58,5 +59,13 @@ async def world(tmp_path: Path, clock: FakeClock) -> AsyncIterator[World]:
     for u, role in ((requester, Role.REQUESTER), (moderator, Role.MODERATOR)):
         user, _ = await app.engine.user_for("memory", u.id, u.name, u.locale)
         await app.engine.bootstrap_role(user.id, role)
-    yield World(app, chat, clock, requester, moderator)
-    await app.close()
+    try:
+        yield World(app, chat, clock, requester, moderator)
+    finally:
+        await app.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: FakeClock) -> AsyncIterator[World]:
+    async with open_world(Settings().with_db(tmp_path / "chat.db"), clock) as w:
+        yield w

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from polycrowd.bot.app import build_app
-from polycrowd.bot.memory import MemoryChat, MemoryUser
-from polycrowd.engine.language import LanguageDetector
-from polycrowd.engine.types import Role
+from polycrowd.bot.memory import MemoryUser
 from polycrowd.handlers.common import TOO_FAST
 from polycrowd.handlers.flood import FloodControl, Verdict
 from polycrowd.i18n import Msg
-from polycrowd.models.rules import RulesChecker
 from polycrowd.settings import Settings
 
 from ..conftest import FakeClock
-from .conftest import World
+from .conftest import World, open_world
 from .test_permissions import snapshot
 
 # --------------------------------------------------------------------------- the bucket
@@ -84,17 +80,8 @@ async def tight(tmp_path: Path, clock: FakeClock) -> AsyncIterator[World]:
         flood_burst=3,
         flood_staff_factor=4.0,
     )
-    app = await build_app(settings, checker=RulesChecker(), detector=LanguageDetector("script"))
-    app.engine.clock = clock
-    chat = MemoryChat(app.dispatcher, app.translator)
-    app.add_adapter(chat)  # type: ignore[arg-type]
-    requester = MemoryUser("1", "req", "en")
-    moderator = MemoryUser("2", "mod", "en", admin_chat=True)
-    for u, role in ((requester, Role.REQUESTER), (moderator, Role.MODERATOR)):
-        user, _ = await app.engine.user_for("memory", u.id, u.name, u.locale)
-        await app.engine.bootstrap_role(user.id, role)
-    yield World(app, chat, clock, requester, moderator)
-    await app.close()
+    async with open_world(settings, clock) as w:
+        yield w
 
 
 async def test_commands_beyond_the_burst_get_one_polite_reply_then_silence(
