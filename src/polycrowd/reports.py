@@ -349,9 +349,13 @@ def _saved(fig: Figure, data: ReportData, tr: Any) -> bool:
 
 def summary_lines(data: ReportData) -> list[Msg]:
     """The numbers of /status, as messages (also the HTML page's header)."""
+    return status_lines(data.status)
+
+
+def status_lines(s: ProjectStatus) -> list[Msg]:
+    """A project's progress, answers, agreement, spend and alpha, as /status shows them."""
     from polycrowd.handlers.worker import money
 
-    s = data.status
     agreement = "-" if s.mean_agreement is None else f"{100 * s.mean_agreement:.0f}%"
     alpha = "-" if s.krippendorff_alpha is None else f"{s.krippendorff_alpha:.2f}"
     return [

@@ -15,8 +15,8 @@ from polycrowd.engine.io import (
 )
 from polycrowd.engine.types import Project, Role
 from polycrowd.handlers.types import Button, Document, Event, Reply
-from polycrowd.handlers.worker import money
 from polycrowd.i18n import N_, Msg
+from polycrowd.reports import status_lines
 
 if TYPE_CHECKING:
     from polycrowd.handlers.common import Context, Dispatcher
@@ -274,8 +274,6 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
 async def status(ctx: Context, event: Event) -> list[Reply]:
     project = await _project_from(ctx, event)
     s = await ctx.engine.status(project.id)
-    agreement = "-" if s.mean_agreement is None else f"{100 * s.mean_agreement:.0f}%"
-    alpha = "-" if s.krippendorff_alpha is None else f"{s.krippendorff_alpha:.2f}"
     return [
         Reply.of(
             Msg(
@@ -283,19 +281,7 @@ async def status(ctx: Context, event: Event) -> list[Reply]:
                 {"id": project.id, "name": project.name, "state": project.state},
             ),
             Msg.raw(f"{progress_bar(s.progress)} {100 * s.progress:.0f}%"),
-            Msg(
-                N_("Items done: %(done)s of %(total)s"),
-                {"done": s.done_items, "total": s.items - s.gold_items},
-            ),
-            Msg(
-                N_("Answers: %(answers)s (rejected %(rejected)s) from %(workers)s workers"),
-                {"answers": s.answers, "rejected": s.rejected, "workers": s.workers},
-            ),
-            Msg(
-                N_("Agreement: %(agreement)s, spend: %(spend)s"),
-                {"agreement": agreement, "spend": money(s.spend)},
-            ),
-            Msg(N_("Krippendorff's alpha: %(alpha)s"), {"alpha": alpha}),
+            *status_lines(s),
         )
     ]
 
