@@ -28,6 +28,19 @@ TELEGRAM_ADMIN_CHAT = -1001000000001
 TELEGRAM_WAIT = 10.0  # only bounds a failing test
 
 
+class ManualClock:
+    """A clock that moves only when the code under test sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
 class TelegramClock:
     """The engine's clock: real time plus whatever a test lets pass (a worker's reading time)."""
 

@@ -5,19 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from polycrowd.bot.budget import SharedBudget, keep_share
-
-
-class ManualClock:
-    """A clock that moves only when the budget sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
+from tests.bot.conftest import ManualClock
 
 
 async def _seconds_for(budget: SharedBudget, clock: ManualClock, n: int) -> float:

@@ -5,19 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from polycrowd.bot.outbound import OutboundLimits, OutboundQueue
-
-
-class ManualClock:
-    """A clock that moves only when the queue sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
+from tests.bot.conftest import ManualClock
 
 
 async def _send_to_distinct_chats(queue: OutboundQueue, clock: ManualClock, n: int) -> float:
